@@ -1,0 +1,9 @@
+"""graphc: a declarative graph-definition compiler and runner for neural networks.
+
+Public API: compile_file, compile_source, Program, GraphcError.
+"""
+from .diagnostics import GraphcError
+from .program import Program, compile_file, compile_source
+
+__all__ = ["compile_file", "compile_source", "Program", "GraphcError"]
+__version__ = "0.1.0"

@@ -1,0 +1,361 @@
+"""Parsing: `.nn` text -> syntax tree, with syntax errors explained in words.
+
+Input: a SourceFile (and, through `parse_program`, the files it includes).
+Output: `syntax.Module` per file. The grammar (grammar/graphc.lark) is loaded
+once; lark's parse tree is turned into frozen syntax dataclasses by a separate
+Transformer pass (lark gives no positions to a Transformer passed to `Lark`).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from . import syntax as S
+from .diagnostics import Diagnostic, Diagnostics, GraphcError, Note
+from .source import SourceFile, Span
+
+
+def grammar_path() -> Path:
+    """Return the path of the grammar file (a sibling of the package, or shipped inside it)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "grammar" / "graphc.lark", here.parent / "grammar" / "graphc.lark"):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError("graphc.lark not found next to the graphc package")
+
+
+class _BracketNewlines:
+    """Post-lexer: newlines inside ( ) and [ ] do not end a statement."""
+
+    always_accept = ("_NL",)
+
+    def __init__(self) -> None:
+        self.open: list[Token] = []
+
+    def process(self, stream):
+        self.open = []
+        for tok in stream:
+            if tok.type in ("LPAR", "LSQB"):
+                self.open.append(tok)
+            elif tok.type in ("RPAR", "RSQB") and self.open:
+                self.open.pop()
+            elif tok.type == "_NL" and self.open:
+                continue
+            yield tok
+
+
+_comments: list[Token] = []
+_postlex = _BracketNewlines()
+_PARSER = Lark(grammar_path().read_text(), parser="lalr", lexer="contextual", postlex=_postlex,
+               propagate_positions=True, maybe_placeholders=True,
+               lexer_callbacks={"COMMENT": _comments.append})
+
+_WORDS = {
+    "NAME": "a name", "NUMBER": "a number", "INT_NUMBER": "a whole number", "STRING": "a string",
+    "_NL": "a new line", "$END": "the end of the file", "COMMENT": "a comment",
+}
+for _term in _PARSER.terminals:
+    if _term.name not in _WORDS and _term.pattern.type == "str":
+        _WORDS[_term.name] = f"`{_term.pattern.value}`"
+_ITEM_START = re.compile(r"^(model|block|train|include)\b", re.M)
+_MAX_SYNTAX_ERRORS = 20
+
+
+def parse(source: SourceFile) -> S.Module:
+    """Return the syntax tree of one file; raise GraphcError with every syntax error found.
+
+    After a syntax error the parser skips to the next top-level item
+    (`model`, `block`, `train`, `include` at the start of a line), so each
+    broken item is reported once.
+    """
+    text = source.text
+    diagnostics = Diagnostics()
+    while True:
+        _comments.clear()
+        try:
+            tree = _PARSER.parse(text)
+            break
+        except UnexpectedInput as error:
+            diagnostics.add(_explain(error, source))
+            if len(diagnostics.items) >= _MAX_SYNTAX_ERRORS:
+                break
+            text = _blank_item(text, _error_offset(error, source))
+            if text is None:
+                break
+    diagnostics.raise_if_errors()
+    comments = tuple(S.Comment(t.value, Span(source, t.start_pos, t.end_pos)) for t in _comments)
+    items = _ToSyntax(source).transform(tree)
+    return S.Module(source, tuple(items), comments)
+
+
+def parse_program(path: str | Path | None = None, *, text: str | None = None,
+                  name: str | None = None) -> list[S.Module]:
+    """Return the main file's module followed by every module it includes (depth first).
+
+    Include paths are relative to the including file. A missing file or an
+    include cycle is a diagnostic at the `include` line.
+    """
+    if text is None:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise GraphcError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}",
+                              help="check the path and that the file is UTF-8 text") from None
+        display = str(path)
+    else:
+        display = name or "<string>"
+    main = parse(SourceFile(display, text))
+    modules = [main]
+    diagnostics = Diagnostics()
+    base = Path(path).resolve().parent if path is not None else Path.cwd()
+    seen = {str(Path(path).resolve()) if path is not None else display}
+    _follow_includes(main, base, [seen.copy().pop()], seen, modules, diagnostics)
+    diagnostics.raise_if_errors()
+    return modules
+
+
+def _follow_includes(module, base, stack, seen, modules, diagnostics):
+    for item in module.items:
+        if not isinstance(item, S.Include):
+            continue
+        target = (base / item.path).resolve()
+        key = str(target)
+        if key in stack:
+            chain = " -> ".join(Path(p).name for p in [*stack[stack.index(key):], key])
+            diagnostics.error(f"include cycle: {chain}", item.span,
+                              help="a file may not include itself, directly or through others")
+            continue
+        if key in seen:
+            continue
+        try:
+            text = target.read_text()
+        except (OSError, UnicodeDecodeError):
+            diagnostics.error(f"included file `{item.path}` not found (looked at {target})", item.span,
+                              help="include paths are relative to the file that includes them")
+            continue
+        seen.add(key)
+        try:
+            child = parse(SourceFile(str(Path(module.source.path).parent / item.path), text))
+        except GraphcError as error:
+            diagnostics.extend(error.diagnostics)
+            continue
+        modules.append(child)
+        _follow_includes(child, target.parent, [*stack, key], seen, modules, diagnostics)
+
+
+# ---- syntax errors in words ------------------------------------------------------
+
+def _error_offset(error: UnexpectedInput, source: SourceFile) -> int:
+    if isinstance(error, UnexpectedToken) and error.token.type == "$END":
+        return len(source.text)
+    pos = getattr(error, "pos_in_stream", None)
+    if pos is None and isinstance(error, UnexpectedToken):
+        pos = error.token.start_pos
+    return len(source.text) if pos is None or pos < 0 else pos
+
+
+def _explain(error: UnexpectedInput, source: SourceFile) -> Diagnostic:
+    offset = _error_offset(error, source)
+    notes: tuple[Note, ...] = ()
+    if isinstance(error, UnexpectedCharacters):
+        char = source.text[offset:offset + 1]
+        span = Span(source, offset, offset + 1)
+        message = f"unexpected character `{char}`"
+        help_text = _expected_help(error.allowed)
+        return Diagnostic("error", message, span, help_text)
+    if isinstance(error, UnexpectedToken) and error.token.type != "$END":
+        tok = error.token
+        span = Span(source, tok.start_pos, tok.end_pos if tok.end_pos is not None else tok.start_pos + 1)
+        if tok.type == "_NL":
+            span = Span(source, tok.start_pos, tok.start_pos + 1)
+            message = "unexpected end of line"
+        else:
+            message = f"unexpected {_WORDS.get(tok.type, repr(tok.value))}"
+            if tok.type in ("NAME", "NUMBER", "INT_NUMBER"):
+                message = f"unexpected {_WORDS[tok.type].split(' ', 1)[1]} `{tok.value}`"
+        expected = set(error.accepts or error.expected)
+    else:
+        span = source.end_span()
+        message = "unexpected end of file"
+        expected = set(getattr(error, "expected", ()) or ())
+    if _postlex.open:
+        opener = _postlex.open[-1]
+        notes = (Note(f"`{opener.value}` opened here is never closed",
+                      Span(source, opener.start_pos, opener.end_pos)),)
+    return Diagnostic("error", message, span, _expected_help(expected), notes)
+
+
+_PREFERRED = ["`=`", "`:`", "`)`", "`]`", "`}`", "`{`", "`(`", "`,`", "`->`", "a name", "a number"]
+
+
+def _expected_help(expected) -> str | None:
+    words = sorted({_WORDS.get(name, name) for name in expected if name not in ("COMMENT",)},
+                   key=lambda w: (_PREFERRED.index(w) if w in _PREFERRED else 99, w))
+    words = [w for w in words if not w.startswith("__")]
+    if not words:
+        return None
+    if len(words) > 6:
+        words = words[:6] + ["…"]
+    if len(words) == 1:
+        return f"expected {words[0]}"
+    return "expected " + ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _blank_item(text: str, offset: int) -> str | None:
+    """Return text with the top-level item containing `offset` blanked out (newlines kept), or None."""
+    starts = [m.start() for m in _ITEM_START.finditer(text)]
+    begin = max([s for s in starts if s <= offset], default=None)
+    after = [s for s in starts if s > offset]
+    if begin is None:
+        begin = 0
+    end = after[0] if after else len(text)
+    if not after and begin == 0 and offset >= len(text.rstrip()):
+        return None
+    blanked = re.sub(r"[^\n]", " ", text[begin:end])
+    new_text = text[:begin] + blanked + text[end:]
+    return None if new_text == text else new_text
+
+
+# ---- parse tree -> syntax dataclasses ------------------------------------------------
+
+def _number(text: str) -> int | float:
+    lowered = text.lower()
+    if lowered.startswith(("0x", "0b", "0o")):
+        return int(text, 0)
+    if any(c in lowered for c in ".e"):
+        return float(text)
+    return int(text)
+
+
+@v_args(meta=True)
+class _ToSyntax(Transformer):
+    """Builds syntax dataclasses with spans from lark's tree (a pass after parsing)."""
+
+    def __init__(self, source: SourceFile):
+        super().__init__()
+        self.source = source
+
+    def _span(self, meta) -> Span:
+        return Span(self.source, meta.start_pos, meta.end_pos)
+
+    def _tok(self, tok: Token) -> Span:
+        return Span(self.source, tok.start_pos, tok.end_pos)
+
+    def start(self, meta, items):
+        return [i for i in items if i is not None]
+
+    def include(self, meta, children):
+        return S.Include(children[0].value[1:-1], self._span(meta))
+
+    def model(self, meta, children):
+        name, *body = children
+        return S.Model(name.value, tuple(b for b in body if b is not None), self._span(meta), self._tok(name))
+
+    def block(self, meta, children):
+        name = children[0]
+        params = tuple(c for c in children[1:] if isinstance(c, S.BlockParam))
+        body = tuple(c for c in children[1:] if c is not None and not isinstance(c, S.BlockParam))
+        return S.Block(name.value, params, body, self._span(meta), self._tok(name))
+
+    def block_param(self, meta, children):
+        name, default = children
+        return S.BlockParam(name.value, default, self._span(meta))
+
+    def train(self, meta, children):
+        model = children[0].value if children and isinstance(children[0], Token) else None
+        settings = tuple(c for c in children if isinstance(c, S.Setting))
+        return S.Train(model, settings, self._span(meta))
+
+    def setting(self, meta, children):
+        key, value = children
+        return S.Setting(key.value, value, self._span(meta), self._tok(key))
+
+    def input_decl(self, meta, children):
+        name, shape = children
+        return S.InputDecl(name.value, shape, self._span(meta), self._tok(name))
+
+    def label_decl(self, meta, children):
+        name, kind = children
+        if isinstance(kind, S.ShapeExpr):
+            return S.LabelDecl(name.value, kind, None, self._span(meta), self._tok(name))
+        return S.LabelDecl(name.value, None, kind, self._span(meta), self._tok(name))
+
+    def class_type(self, meta, children):
+        return children[0]
+
+    def param_decl(self, meta, children):
+        name, shape, *options = children
+        return S.ParamDecl(name.value, shape, tuple(options), self._span(meta), self._tok(name))
+
+    def option(self, meta, children):
+        name, value = children
+        return S.Keyword(name.value, value, self._span(meta), self._tok(name))
+
+    def output_decl(self, meta, children):
+        name, value = children
+        return S.OutputDecl(name.value, value, self._span(meta), self._tok(name))
+
+    def assign(self, meta, children):
+        name, value = children
+        return S.Assign(name.value, value, self._span(meta), self._tok(name))
+
+    def return_stmt(self, meta, children):
+        return S.Return(children[0], self._span(meta))
+
+    def shape(self, meta, children):
+        return S.ShapeExpr(tuple(c for c in children if c is not None), self._span(meta))
+
+    def chain(self, meta, children):
+        head, *links = children
+        return S.Chain(head, tuple(links), self._span(meta))
+
+    def _call(self, meta, name: Token, args) -> S.Call:
+        args = [a for a in args if a is not None]
+        positional = tuple(a for a in args if not isinstance(a, S.Keyword))
+        keywords = tuple(a for a in args if isinstance(a, S.Keyword))
+        return S.Call(name.value, positional, keywords, self._span(meta), self._tok(name))
+
+    def link(self, meta, children):
+        return self._call(meta, children[0], children[1:])
+
+    def repeat_link(self, meta, children):
+        count, name, *args = children
+        call_meta = type("M", (), {"start_pos": name.start_pos, "end_pos": meta.end_pos})
+        return S.Repeat(count, self._call(call_meta, name, args), self._span(meta))
+
+    def repeat_count(self, meta, children):
+        tok = children[0]
+        if tok.type == "NAME":
+            return S.Name(tok.value, self._tok(tok))
+        return S.Number(_number(tok.value), tok.value, self._tok(tok))
+
+    def call(self, meta, children):
+        return self._call(meta, children[0], children[1:])
+
+    def keyword(self, meta, children):
+        name, value = children
+        return S.Keyword(name.value, value, self._span(meta), self._tok(name))
+
+    def binary(self, meta, children):
+        left, op, right = children
+        return S.BinOp(op.value, left, right, self._span(meta), self._tok(op))
+
+    def negate(self, meta, children):
+        return S.Negate(children[1], self._span(meta))
+
+    def number(self, meta, children):
+        tok = children[0]
+        return S.Number(_number(tok.value), tok.value, self._tok(tok))
+
+    def name(self, meta, children):
+        return S.Name(children[0].value, self._tok(children[0]))
+
+    def string(self, meta, children):
+        return S.String(children[0].value[1:-1], self._tok(children[0]))
+
+    def list(self, meta, children):
+        return S.ListExpr(tuple(c for c in children if c is not None), self._span(meta))
