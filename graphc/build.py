@@ -98,8 +98,9 @@ def _choose_model(modules, wanted, diagnostics) -> S.Model | None:
     for m in every:
         if m.name in seen:
             diagnostics.error(f"model `{m.name}` is defined twice", m.name_span,
-                              notes=[Note("first defined", seen[m.name].name_span)])
+                              notes=[Note("first defined", seen[m.name].name_span)], help="rename one of them")
         seen.setdefault(m.name, m)
+    main = [m for m in main if seen[m.name] is m]   # a duplicate is reported above, not as a second model
     if wanted is not None:
         if wanted not in seen:
             diagnostics.error(f"no model named `{wanted}` in {modules[0].source.path}",
@@ -127,7 +128,8 @@ def _train_for(module, model, diagnostics) -> S.Train | None:
             continue
         if t.model is not None and t.model not in {m.name for m in models}:
             diagnostics.error(f"train section for unknown model `{t.model}`", t.span,
-                              help=_did_you_mean(t.model, [m.name for m in models]))
+                              help=_did_you_mean(t.model, [m.name for m in models])
+                              or "models in this file: " + (", ".join(m.name for m in models) or "none"))
             continue
         if t.model in (None, model.name):
             if found is not None:

@@ -133,12 +133,17 @@ class _Builder:
             return
         names = _StatementNames(self, full, full, stmt.value)
         value = self.expr(stmt.value, scope, names)
+        if isinstance(value, Symbol):
+            # A bare word bound to nothing (`h = foo`): only an attribute may be a bare word,
+            # so naming it in a statement is an undefined name, even if `h` is never used.
+            self.undefined(value, scope)
+            value = POISON
         scope.env[stmt.name] = value
         if isinstance(stmt, S.OutputDecl) or (stmt.name == "loss" and not in_block):
             if not isinstance(value, Tensor):
                 if value is not POISON:
-                    self.error(f"`{stmt.name}` must be a tensor, not a constant", stmt.value_span
-                               if hasattr(stmt, "value_span") else stmt.span, scope)
+                    self.error(f"`{stmt.name}` must be a tensor, not a constant", _span(stmt.value), scope,
+                               help=f"compute `{stmt.name}` from the model's inputs and parameters")
                 return
             if isinstance(stmt, S.OutputDecl):
                 if in_block:
@@ -295,7 +300,8 @@ class _Builder:
         if count is None:
             return POISON
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            self.error(f"`repeat` needs a whole number >= 1, got {count!r}", _span(link.count), scope)
+            self.error(f"`repeat` needs a whole number >= 1, got {count!r}", _span(link.count), scope,
+                       help=f"write the number of copies, e.g. `repeat 3 {link.call.func}`")
             return POISON
         value = piped
         for i in range(count):
@@ -367,7 +373,8 @@ class _Builder:
         plain = {}
         for name, value in attr_values.items():
             if isinstance(value, Tensor):
-                self.error(f"`{name}` of `{op.name}` must be a constant, not a tensor", arg_spans[name], scope)
+                self.error(f"`{name}` of `{op.name}` must be a constant, not a tensor", arg_spans[name], scope,
+                           help=f"`{name}` is fixed when the model is compiled; write a number")
                 return POISON
             plain[name] = value.name if isinstance(value, Symbol) else value.value
         try:
@@ -455,7 +462,8 @@ class _Builder:
                           value_name=names.node_name(key, rep_index, last))
         if value is POISON and not any(isinstance(s, S.Return) for s in block.body):
             self.error(f"block `{block.name}` has no `return`", block.name_span, scope,
-                       help="end the block with `return <expression>`")
+                       help="end the block with `return <expression>`",
+                       notes=[Note(f"block `{block.name}` used here", call.span)])
         return value
 
 

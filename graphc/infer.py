@@ -20,6 +20,7 @@ from .types import CLASS, ShapeError, format_shape
 def infer(graph: Graph, diagnostics: Diagnostics) -> Graph:
     """Type every node of the graph in topological order; return the graph."""
     G = graph.nx
+    reported = set()   # a block used twice makes the same mistake twice: report it once
     for node in nx.topological_sort(G):
         attrs = G.nodes[node]
         if attrs["kind"] != "op":
@@ -39,7 +40,10 @@ def infer(graph: Graph, diagnostics: Diagnostics) -> Graph:
                 else f"{op.name}: {error.message}"
             if error.message.startswith(f"{op.name} "):
                 message = error.message
-            diagnostics.add(Diagnostic("error", message, span, error.help, trace_notes(attrs)))
+            key = (message, span.source.path, span.start) if span is not None else (message, node)
+            if key not in reported:
+                reported.add(key)
+                diagnostics.add(Diagnostic("error", message, span, error.help, trace_notes(attrs)))
             continue
         attrs["type"] = out_type
         attrs["flops"] = int(op.flops(in_types, out_type, attrs["attrs"]))

@@ -7,7 +7,9 @@ Transformer pass (lark gives no positions to a Transformer passed to `Lark`).
 """
 from __future__ import annotations
 
+import difflib
 import re
+from copy import copy
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
@@ -28,15 +30,21 @@ def grammar_path() -> Path:
 
 
 class _BracketNewlines:
-    """Post-lexer: newlines inside ( ) and [ ] do not end a statement."""
+    """Post-lexer: newlines inside ( ) and [ ] do not end a statement.
+
+    It also remembers the open `{` so that a syntax error can name the brace
+    that is never closed (the usual cause of "unexpected end of file").
+    """
 
     always_accept = ("_NL",)
 
     def __init__(self) -> None:
         self.open: list[Token] = []
+        self.braces: list[Token] = []
 
     def process(self, stream):
         self.open = []
+        self.braces = []
         for tok in stream:
             if tok.type in ("LPAR", "LSQB"):
                 self.open.append(tok)
@@ -44,6 +52,10 @@ class _BracketNewlines:
                 self.open.pop()
             elif tok.type == "_NL" and self.open:
                 continue
+            elif tok.type == "LBRACE":
+                self.braces.append(tok)
+            elif tok.type == "RBRACE" and self.braces:
+                self.braces.pop()
             yield tok
 
 
@@ -79,7 +91,7 @@ def parse(source: SourceFile) -> S.Module:
             tree = _PARSER.parse(text)
             break
         except UnexpectedInput as error:
-            diagnostics.add(_explain(error, source))
+            diagnostics.add(_explain(error, source, text))
             if len(diagnostics.items) >= _MAX_SYNTAX_ERRORS:
                 break
             text = _blank_item(text, _error_offset(error, source))
@@ -158,18 +170,31 @@ def _error_offset(error: UnexpectedInput, source: SourceFile) -> int:
     return len(source.text) if pos is None or pos < 0 else pos
 
 
-def _explain(error: UnexpectedInput, source: SourceFile) -> Diagnostic:
+def _explain(error: UnexpectedInput, source: SourceFile, text: str) -> Diagnostic:
+    """Return the diagnostic of one syntax error (`text` is the source as parsed, after recovery)."""
     offset = _error_offset(error, source)
-    notes: tuple[Note, ...] = ()
     if isinstance(error, UnexpectedCharacters):
         char = source.text[offset:offset + 1]
         span = Span(source, offset, offset + 1)
         message = f"unexpected character `{char}`"
-        help_text = _expected_help(error.allowed)
-        return Diagnostic("error", message, span, help_text)
+        expected = _accepts(error.state) if error.state is not None else set(error.allowed or ())
+        help_text = _expected_help(expected)
+        if char == '"':
+            end = source.text.find("\n", offset)
+            span = Span(source, offset, len(source.text) if end < 0 else end)
+            message, help_text = "unterminated string", 'a string ends with `"` on the same line'
+        elif _NUMBERISH.match(text, offset):
+            return _bad_number(source, text, offset) or Diagnostic("error", message, span, help_text)
+        return Diagnostic("error", message, span, help_text, _unclosed_note(source, text, offset))
     if isinstance(error, UnexpectedToken) and error.token.type != "$END":
         tok = error.token
         span = Span(source, tok.start_pos, tok.end_pos if tok.end_pos is not None else tok.start_pos + 1)
+        if tok.type in ("NUMBER", "INT_NUMBER") and tok.start_pos > 0 \
+                and _GLUED.match(text, tok.start_pos - 1):
+            # `1.2.3` lexes as `1.2` then `.3`: report the whole word, not its tail.
+            bad = _bad_number(source, text, tok.start_pos)
+            if bad is not None:
+                return bad
         if tok.type == "_NL":
             span = Span(source, tok.start_pos, tok.start_pos + 1)
             message = "unexpected end of line"
@@ -178,15 +203,121 @@ def _explain(error: UnexpectedInput, source: SourceFile) -> Diagnostic:
             if tok.type in ("NAME", "NUMBER", "INT_NUMBER"):
                 message = f"unexpected {_WORDS[tok.type].split(' ', 1)[1]} `{tok.value}`"
         expected = set(error.accepts or error.expected)
+        if tok.type == "NAME":
+            # A misspelt keyword (`mdel m {`): suggest the keyword the parser wanted.
+            keywords = [_WORDS[t].strip("`") for t in expected if _WORDS.get(t, "")[1:-1].isalpha()]
+            close = difflib.get_close_matches(tok.value, keywords, n=1, cutoff=0.6)
+            if close:
+                return Diagnostic("error", message, span, f"did you mean `{close[0]}`?",
+                                  _unclosed_note(source, text, offset))
+        previous = _previous_token(error)
+        if previous is not None and "EQUAL" in expected and tok.type != "EQUAL":
+            # `inpt x: [2]` parses `inpt` as the name of an assignment and stumbles on `x`:
+            # blame the misspelt statement keyword, not the name after it.
+            close = difflib.get_close_matches(previous.value, _STATEMENT_WORDS, n=1, cutoff=0.6)
+            if close:
+                return Diagnostic("error", f"`{previous.value}` is not a keyword",
+                                  Span(source, previous.start_pos, previous.end_pos),
+                                  f"did you mean `{close[0]}`?")
     else:
         span = source.end_span()
         message = "unexpected end of file"
-        expected = set(getattr(error, "expected", ()) or ())
-    if _postlex.open:
-        opener = _postlex.open[-1]
-        notes = (Note(f"`{opener.value}` opened here is never closed",
-                      Span(source, opener.start_pos, opener.end_pos)),)
-    return Diagnostic("error", message, span, _expected_help(expected), notes)
+        expected = set(getattr(error, "accepts", None) or getattr(error, "expected", ()) or ())
+    return Diagnostic("error", message, span, _expected_help(expected), _unclosed_note(source, text, offset))
+
+
+_STATEMENT_WORDS = ("input", "label", "param", "output", "return")
+
+
+def _previous_token(error: UnexpectedToken) -> Token | None:
+    """Return the name token the parser took just before the unexpected one, if it was a name."""
+    values = getattr(getattr(error, "state", None), "value_stack", None) or []
+    last = values[-1] if values else None
+    return last if isinstance(last, Token) and last.type == "NAME" else None
+
+
+def _accepts(state) -> set[str]:
+    """Return the terminals the parser can really take next in `state`.
+
+    LALR merges states, so the raw table of a state over-approximates (it may
+    list `)` where no `(` is open); feeding each candidate to a copy of the
+    parser, as lark does for UnexpectedToken.accepts, gives the true set.
+    """
+    conf = copy(state.parse_conf)
+    conf.callbacks = {}
+    accepted = set()
+    for name in state.parse_conf.states[state.position]:
+        if not name.isupper() or name == "$END":
+            continue
+        trial = state.copy(deepcopy_values=False)
+        trial.parse_conf = conf
+        try:
+            trial.feed_token(Token(name, ""))
+        except UnexpectedToken:
+            continue
+        accepted.add(name)
+    return accepted
+
+
+_NUMBERISH = re.compile(r"\.?\d")
+_GLUED = re.compile(r"[\w.]")
+_WORD = re.compile(r"[\w.]*(?:[eE][+-][\w.]*)?")
+_NUMBER_HELP = "numbers are written like 3, 0.5, .5, 5., 1e-3, 1_000 or 0x10"
+
+
+def _bad_number(source: SourceFile, text: str, offset: int) -> Diagnostic | None:
+    """Return a diagnostic for the malformed number around `offset` (`1.2.3`, `1_000_`, `0x`), or None."""
+    begin = offset
+    while begin > 0 and _GLUED.match(text, begin - 1):
+        begin -= 1
+    if not _NUMBERISH.match(text, begin):
+        return None
+    end = _WORD.match(text, begin).end()
+    word = text[begin:end]
+    return Diagnostic("error", f"malformed number `{word}`", Span(source, begin, end), _NUMBER_HELP)
+
+
+_CLOSERS = {"(": ")", "[": "]", "{": "}"}
+
+
+def _unclosed_note(source: SourceFile, text: str, offset: int) -> tuple[Note, ...]:
+    """Return a note naming the innermost bracket open at the error that is never closed, if any.
+
+    The post-lexer knows which brackets are open where the parser stopped; a
+    bracket closed further on (the error was something else inside it) is not
+    blamed.
+    """
+    for opener in [*reversed(_postlex.open), *reversed(_postlex.braces)]:
+        if opener.start_pos < offset and not _closed_later(text, opener.start_pos):
+            return (Note(f"`{opener.value}` opened here is never closed",
+                         Span(source, opener.start_pos, opener.end_pos)),)
+    return ()
+
+
+def _closed_later(text: str, start: int) -> bool:
+    """True when the bracket at `start` has a matching closer (comments and strings skipped)."""
+    stack, i, n = [], start, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "#":
+            i = text.find("\n", i)
+            if i < 0:
+                break
+        elif ch == '"':
+            # A string ends at its quote or, unterminated, at the end of its line.
+            close = re.compile(r'["\n]').search(text, i + 1)
+            i = n if close is None else close.start()
+        elif ch in _CLOSERS:
+            stack.append(_CLOSERS[ch])
+        elif ch in ")]}" and ch in stack:
+            # A closer of an outer bracket also ends the unclosed ones inside it; a
+            # closer that matches nothing open is stray and says nothing about ours.
+            while stack.pop() != ch:
+                pass
+            if not stack:
+                return True
+        i += 1
+    return False
 
 
 _PREFERRED = ["`=`", "`:`", "`)`", "`]`", "`}`", "`{`", "`(`", "`,`", "`->`", "a name", "a number"]

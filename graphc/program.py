@@ -57,14 +57,15 @@ class Program:
     (averaged over the batch), else the single output (seeded with ones).
     """
 
-    def __init__(self, graph: Graph, dtype: str = "float32", seed: int | None = None):
+    def __init__(self, graph: Graph, dtype: str = "float32", seed: int | None = None,
+                 init: tuple[str, dict] | None = None):
         self.graph = graph
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise GraphcError(f"unsupported dtype {dtype}", help="use float32 or float64")
         train = graph.train or {}
         self.seed = seed if seed is not None else (train["seed"].value if "seed" in train else 0)
-        default_init = train["init"].value if "init" in train else ("he", {})
+        default_init = init or (train["init"].value if "init" in train else ("he", {}))
         self.params = initial_params(graph, self.dtype, self.seed, default_init)
         self.state = {name: np.full(s.shape, s.fill, self.dtype) for name, s in graph.state.items()}
         self.rng = np.random.default_rng(self.seed + 1)

@@ -63,7 +63,7 @@ def constant(expr):
 def resolve_init(expr, diagnostics: Diagnostics, evaluate=None):
     """Return (scheme, kwargs) for an `init=` value, or None after recording an error."""
     from .init import INITIALISERS
-    return _named_call(expr, diagnostics, INITIALISERS, "initialiser")
+    return _named_call(expr, diagnostics, INITIALISERS, "an initialiser")
 
 
 def _named_call(expr, diagnostics, table, what):
@@ -82,7 +82,7 @@ def _named_call(expr, diagnostics, table, what):
         return None
     if name not in table:
         close = difflib.get_close_matches(name, list(table), n=1)
-        diagnostics.error(f"unknown {what} `{name}`", expr.span,
+        diagnostics.error(f"unknown {what.split(' ', 1)[-1]} `{name}`", expr.span,
                           help=(f"did you mean `{close[0]}`? " if close else "") + "choose one of: " + ", ".join(table))
         return None
     allowed = table[name][1] if isinstance(table[name], tuple) else table[name]

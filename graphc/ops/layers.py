@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..types import ShapeError, TensorType, float_inputs, format_shape
+from ..types import ShapeError, float_inputs, format_shape
 from . import Attr, OpDef, ParamSpec, Sample, register
 from .im2col import (POOL, col2im, from_columns, geometry, im2col, pad_input, tiles, to_columns,
                      unpad, window)
@@ -119,8 +119,8 @@ def _conv_forward(ctx, x, weight, bias=None):
     POOL.give("product", product)
     if bias is not None:
         np.add(out, bias[:, None, None], out=out)   # in place: 2x faster than fusing into the copy
-    if any(ctx.needs[1:]):
-        ctx.saved["cols"] = cols    # the weight gradient needs them; the input gradient does not
+    if any(ctx.needs[1:2]):
+        ctx.saved["cols"] = cols    # the weight gradient needs them; input and bias gradients do not
     else:
         POOL.give("cols", cols)
     return ctx.out
@@ -316,7 +316,8 @@ register(OpDef(
     grad_rule="maxpool: route to the first maximum of each window",
     doc="Maximum over each window, as torch.nn.functional.max_pool2d(x, size, stride, pad) "
         "(padding counts as -inf). Tie rule: the whole gradient goes to the first maximum "
-        "in the window in row-major order, as torch's max_pool2d does.",
+        "in the window in row-major order, as torch's max_pool2d does (windows that overlap "
+        "decide separately). A NaN in a window propagates to the output.",
     attrs=_pool_attrs("maximum"), samples=_POOL_SAMPLES, saves="none", domain="distinct"))
 
 register(OpDef(

@@ -1,0 +1,323 @@
+"""Train: a Program + a TrainConfig + data -> trained weights, metrics, curves.
+
+Input: the typed Graph and the `graphc run` options. Output: in `--out DIR`
+(default runs/<model>/): weights.npz, metrics.json, curves.png, and a
+checkpoint after every epoch (written atomically) that `--resume` continues
+from, ending with exactly the weights an uninterrupted run would have.
+Determinism: each epoch's shuffle and dropout noise come from generators
+seeded by (seed, epoch), so a resumed run draws the same numbers.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .diagnostics import GraphcError
+from .execute import nonfinite_error
+from .program import Program
+from .trainconfig import TrainConfig, train_config
+from .types import CLASS
+
+CHECKPOINT = "checkpoint.npz"
+
+
+def run_training(graph, args) -> int:
+    """`graphc run` on a model with a train section: train (or evaluate), print and save; return 0."""
+    cfg = train_config(graph, args.set, epochs=args.epochs, batch=args.batch, seed=args.seed, data=args.data)
+    program = Program(graph, dtype=args.dtype, seed=cfg.seed, init=cfg.init)
+    for w in graph.warnings[getattr(graph, "_shown_warnings", 0):]:
+        print(w.render(), file=sys.stderr)
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    data = TrainData.load(program, cfg, limit=args.limit)
+    out = Path(args.out or os.path.join("runs", graph.model))
+    if args.weights:
+        from .weights import load_weights
+        load_weights(program, args.weights)
+    if args.eval:
+        metrics = evaluate(program, data.x_test, data.y_test)
+        say(f"test: {format_metrics(metrics)}")
+        return 0
+    trainer = Trainer(program, cfg, data, out, quiet=args.quiet, say=say)
+    if args.resume:
+        trainer.resume()
+    trainer.fit()
+    return 0
+
+
+class TrainData:
+    """The dataset fitted to the model's input and label: train/validation/test arrays."""
+
+    def __init__(self, name, x_train, y_train, x_val, y_val, x_test, y_test):
+        self.name = name
+        self.x_train, self.y_train = x_train, y_train
+        self.x_val, self.y_val = x_val, y_val
+        self.x_test, self.y_test = x_test, y_test
+
+    @classmethod
+    def load(cls, program: Program, cfg: TrainConfig, limit: int | None = None) -> "TrainData":
+        """Return the configured dataset, reshaped and checked against the model's input and label."""
+        from .data import check_labels, fit_to_input, load_dataset, split_validation
+        graph = program.graph
+        if len(graph.inputs) != 1 or len(graph.labels) != 1:
+            raise GraphcError(f"training from a dataset needs exactly one input and one label; `{graph.model}` "
+                              f"has {len(graph.inputs)} inputs and {len(graph.labels)} labels",
+                              span=graph.train_span, help="feed other models through the Python API")
+        ds = load_dataset(cfg.data, data_dir=cfg.data_dir, seed=cfg.seed, scale=cfg.scale)
+        x_name, y_name = graph.inputs[0], graph.labels[0]
+        x_type, y_type = graph.node(x_name)["declared"], graph.node(y_name)["declared"]
+
+        def fit(x, y):
+            x = fit_to_input(x, x_type.shape, dataset=ds.name, input_name=x_name).astype(program.dtype, copy=False)
+            if y_type.kind == CLASS:
+                y = check_labels(y, num_classes=y_type.classes, target_shape=None, dataset=ds.name, label_name=y_name)
+            else:
+                y = check_labels(y, num_classes=None, target_shape=y_type.shape, dataset=ds.name,
+                                 label_name=y_name).astype(program.dtype, copy=False)
+            return x, y
+
+        x_train, y_train = fit(ds.x_train, ds.y_train)
+        x_test, y_test = fit(ds.x_test, ds.y_test) if ds.x_test is not None else (None, None)
+        x_train, y_train, x_val, y_val = split_validation(x_train, y_train, cfg.validation, cfg.seed)
+        if limit is not None:
+            x_train, y_train = x_train[:limit], y_train[:limit]
+        return cls(ds.name, x_train, y_train, x_val, y_val, x_test, y_test)
+
+
+def accuracy_node(graph) -> str | None:
+    """Return the node whose argmax predicts the label (the first input of a loss fed a class label)."""
+    if graph.loss is None:
+        return None
+    node = graph.node(graph.loss)
+    if len(node["inputs"]) >= 2 and graph.type_of(node["inputs"][1]).kind == CLASS:
+        return node["inputs"][0]
+    return None
+
+
+def evaluate(program: Program, x, y, batch: int = 1000) -> dict:
+    """Return {"loss", "accuracy"?, "samples"} of the model in eval mode over (x, y)."""
+    if x is None or len(x) == 0:
+        return {}
+    graph = program.graph
+    pred = accuracy_node(graph)
+    wanted = tuple(n for n in (graph.loss, pred) if n is not None)
+    executor = program.executor(wanted, backward=False)
+    total_loss, correct = 0.0, 0
+    x_name, y_name = graph.inputs[0], graph.labels[0]
+    for start in range(0, len(x), batch):
+        xb, yb = x[start:start + batch], y[start:start + batch]
+        values = executor.forward({x_name: xb, y_name: yb}, program.params, program.state, train=False,
+                                  rng=program.rng, batch=len(xb))
+        total_loss += float(program._reduce_loss(values[graph.loss])) * len(xb)
+        if pred is not None:
+            correct += int(np.sum(np.argmax(values[pred].reshape(len(xb), -1), axis=1) == yb))
+    metrics = {"loss": total_loss / len(x), "samples": int(len(x))}
+    if pred is not None:
+        metrics["accuracy"] = correct / len(x)
+    return metrics
+
+
+def format_metrics(m: dict) -> str:
+    """Return `loss 0.1234 acc 98.12%` for a metrics dict."""
+    text = f"loss {m['loss']:.4f}"
+    if "accuracy" in m:
+        text += f" acc {100 * m['accuracy']:.2f}%"
+    return text
+
+
+class Trainer:
+    """The loop: shuffled mini-batches, optimizer steps, per-epoch metrics and checkpoints."""
+
+    def __init__(self, program: Program, cfg: TrainConfig, data: TrainData, out: Path, *, quiet: bool, say):
+        from .optim import make_optimizer, make_schedule
+        self.program, self.cfg, self.data, self.out, self.quiet, self.say = program, cfg, data, out, quiet, say
+        name, kwargs = cfg.optimizer
+        self.optimizer = make_optimizer(name, program.params, **kwargs)
+        self.schedule = make_schedule(cfg.schedule[0], self.optimizer.lr, cfg.epochs, **cfg.schedule[1])
+        graph = program.graph
+        self.decayed = [p for p, info in graph.params.items() if info.decay]
+        self.history: list[dict] = []
+        self.start_epoch = 0
+        self.best_val = None
+        self.stale_epochs = 0
+
+    # ---- checkpoints ---------------------------------------------------------------
+    def checkpoint_arrays(self) -> dict:
+        """Return every array needed to continue training exactly."""
+        arrays = {f"param/{k}": v for k, v in self.program.params.items()}
+        arrays.update({f"state/{k}": v for k, v in self.program.state.items()})
+        arrays.update({f"opt/{k}": v for k, v in self.optimizer.state_arrays().items()})
+        return arrays
+
+    def save_checkpoint(self, epoch: int) -> None:
+        """Write the checkpoint after `epoch` epochs (atomically)."""
+        from .checkpoint import save_arrays
+        meta = {"model": self.program.graph.model, "epoch": epoch, "history": self.history,
+                "config": self.cfg.fingerprint(), "best_val": self.best_val, "stale_epochs": self.stale_epochs,
+                "lr": self.optimizer.lr}
+        save_arrays(self.out / CHECKPOINT, self.checkpoint_arrays(), meta)
+
+    def resume(self) -> None:
+        """Restore parameters, state, optimizer and history from the checkpoint in the output directory."""
+        from .checkpoint import check_matches, load_arrays
+        path = self.out / CHECKPOINT
+        if not path.exists():
+            raise GraphcError(f"nothing to resume: {path} does not exist",
+                              help="run without --resume first, or pass the --out of the earlier run")
+        arrays, meta = load_arrays(path)
+        if meta.get("model") != self.program.graph.model or meta.get("config") != _jsonable(self.cfg.fingerprint()):
+            raise GraphcError(f"{path} was written by a different model or train settings",
+                              help="resume with the same file and settings, or start afresh without --resume")
+        expected = {k: tuple(v.shape) for k, v in self.checkpoint_arrays().items() if not k.startswith("opt/")}
+        check_matches({k: v for k, v in arrays.items() if not k.startswith("opt/")}, expected, source=str(path))
+        for key, target in self.checkpoint_arrays().items():
+            if key.startswith(("param/", "state/")):
+                np.copyto(target, arrays[key])
+        self.optimizer.load_state_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("opt/")})
+        self.start_epoch = int(meta["epoch"])
+        self.history = list(meta.get("history", []))
+        self.best_val = meta.get("best_val")
+        self.stale_epochs = int(meta.get("stale_epochs", 0))
+        self.say(f"resuming {self.program.graph.model} after epoch {self.start_epoch} from {path}")
+
+    # ---- the loop --------------------------------------------------------------------
+    def fit(self) -> dict:
+        """Train for the configured epochs; write weights, metrics and curves; return the final metrics."""
+        from .checkpoint import write_json_atomic
+        from .weights import save_weights
+        cfg, data, program = self.cfg, self.data, self.program
+        self.out.mkdir(parents=True, exist_ok=True)
+        n_params = sum(int(v.size) for v in program.params.values())
+        self.say(f"training {program.graph.model} ({n_params:,} parameters) on {data.name}: "
+                 f"{len(data.x_train):,} training, {len(data.x_val):,} validation samples; "
+                 f"{cfg.epochs} epochs of batch {cfg.batch}")
+        every = max(1, cfg.epochs // 20)   # at most ~20 epoch lines (XOR runs 2,000 tiny epochs)
+        last_save = time.perf_counter()
+        for epoch in range(self.start_epoch, cfg.epochs):
+            record = self.epoch(epoch)
+            self.history.append(record)
+            if (epoch + 1) % every == 0 or epoch + 1 == cfg.epochs or epoch == self.start_epoch:
+                self.say(_epoch_line(record, cfg.epochs))
+            stop = self._early_stop(record)
+            # A checkpoint per epoch, but at most one a second: fsync dominates tiny epochs.
+            if stop or epoch + 1 == cfg.epochs or time.perf_counter() - last_save >= 1.0:
+                self.save_checkpoint(epoch + 1)
+                last_save = time.perf_counter()
+            if stop:
+                self.say(f"early stop: no better validation loss for {cfg.early_stop} epochs")
+                break
+        test = evaluate(program, data.x_test, data.y_test)
+        if test:
+            self.say(f"test: {format_metrics(test)}")
+        save_weights(program, self.out / "weights.npz", {"epochs": len(self.history)})
+        result = {"model": program.graph.model, "data": data.name, "settings": _jsonable(cfg.fingerprint()),
+                  "parameters": n_params, "epochs": self.history, "test": test}
+        write_json_atomic(self.out / "metrics.json", result)
+        try:
+            from .curves import plot_curves
+            plot_curves(self.history, self.out / "curves.png", title=program.graph.model)
+        except ImportError:
+            self.say("(matplotlib is not installed: no curves.png; pip install 'graphc[train]')")
+        self.say(f"wrote {self.out}/weights.npz, metrics.json, curves.png")
+        return result
+
+    def epoch(self, epoch: int) -> dict:
+        """Run one epoch of training; return its metrics record."""
+        from .data import batches
+        cfg, data, program = self.cfg, self.data, self.program
+        graph = program.graph
+        self.optimizer.lr = float(self.schedule(epoch))
+        program.rng = np.random.default_rng([cfg.seed, epoch, 1])
+        order_rng = np.random.default_rng([cfg.seed, epoch])
+        x_name, y_name = graph.inputs[0], graph.labels[0]
+        pred = accuracy_node(graph)
+        executor = program.executor_for_backward(input_grads=False)
+        total_loss, correct, seen = 0.0, 0, 0
+        started = time.perf_counter()
+        bar = _progress(len(data.x_train), epoch, cfg.epochs, self.quiet)
+        for step, (xb, yb) in enumerate(batches(data.x_train, data.y_train, cfg.batch, shuffle=True, rng=order_rng)):
+            values, grads = program.forward_backward({x_name: xb, y_name: yb}, train=True, checked=False,
+                                                     input_grads=False)
+            loss = program.loss_value(values)
+            if not np.isfinite(loss):
+                node = executor.first_nonfinite(values) or graph.loss
+                raise nonfinite_error(graph, node, f"in epoch {epoch + 1}, step {step + 1}")
+            self._regularise(grads)
+            self.optimizer.step({p: grads[p] for p in program.params if p in grads})
+            total_loss += loss * len(xb)
+            seen += len(xb)
+            if pred is not None:
+                correct += int(np.sum(np.argmax(values[pred].reshape(len(xb), -1), axis=1) == yb))
+            if bar is not None:
+                bar.update(len(xb))
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
+        if bar is not None:
+            bar.close()
+        seconds = time.perf_counter() - started
+        record = {"epoch": epoch + 1, "lr": self.optimizer.lr, "train_loss": total_loss / max(seen, 1),
+                  "seconds": seconds, "samples_per_s": seen / max(seconds, 1e-9)}
+        if pred is not None:
+            record["train_accuracy"] = correct / max(seen, 1)
+        val = evaluate(program, data.x_val, data.y_val)
+        if val:
+            record["val_loss"] = val["loss"]
+            if "accuracy" in val:
+                record["val_accuracy"] = val["accuracy"]
+        return record
+
+    def _regularise(self, grads: dict) -> None:
+        """Add the L2 (weight_decay) and L1 terms of weights to their gradients, as torch's weight_decay does."""
+        wd, l1 = self.cfg.weight_decay, self.cfg.l1
+        if not (wd or l1):
+            return
+        for name in self.decayed:
+            if name not in grads:
+                continue
+            p = self.program.params[name]
+            extra = 0
+            if wd:
+                extra = wd * p
+            if l1:
+                extra = extra + l1 * np.sign(p)
+            grads[name] = grads[name] + extra
+
+    def _early_stop(self, record: dict) -> bool:
+        if "val_loss" not in record:
+            return False
+        if self.best_val is None or record["val_loss"] < self.best_val:
+            self.best_val, self.stale_epochs = record["val_loss"], 0
+            from .weights import save_weights
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_weights(self.program, self.out / "best.npz", {"epoch": record["epoch"]})
+            return False
+        self.stale_epochs += 1
+        return bool(self.cfg.early_stop) and self.stale_epochs >= self.cfg.early_stop
+
+
+def _progress(total: int, epoch: int, epochs: int, quiet: bool):
+    if quiet or not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="sample", unit_scale=True, leave=False)
+
+
+def _epoch_line(r: dict, epochs: int) -> str:
+    text = f"epoch {r['epoch']}/{epochs}  train loss {r['train_loss']:.4f}"
+    if "train_accuracy" in r:
+        text += f" acc {100 * r['train_accuracy']:.2f}%"
+    if "val_loss" in r:
+        text += f"  val loss {r['val_loss']:.4f}"
+        if "val_accuracy" in r:
+            text += f" acc {100 * r['val_accuracy']:.2f}%"
+    return text + f"  {r['seconds']:.1f} s ({r['samples_per_s']:,.0f} samples/s)"
+
+
+def _jsonable(obj):
+    import json
+    return json.loads(json.dumps(obj))
