@@ -68,6 +68,7 @@ Comments (their text is kept exactly, minus trailing whitespace)
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 
 from . import syntax as S
@@ -222,19 +223,20 @@ class _Printer:
             i += 1
         raise AssertionError("fmt: no `{` in an item's span")  # the grammar guarantees one
 
-    def _trailing_target(self, nodes, comment: S.Comment):
-        """The last node ending on the comment's line before it, if any."""
-        before = [n for n in nodes if n.span.end <= comment.span.start]
-        if before and self._line(before[-1].span.end) == self._line(comment.span.start):
-            return before[-1]
-        return None
+    def _place(self, nodes, starts, comment: S.Comment):
+        """Return (node containing the comment, node ending on its line before it); either may be None.
 
-    @staticmethod
-    def _containing(nodes, comment: S.Comment):
-        for n in nodes:
-            if n.span.start <= comment.span.start < n.span.end:
-                return n
-        return None
+        `nodes` do not overlap and are sorted by start; `starts` are their starts.
+        """
+        index = bisect.bisect_right(starts, comment.span.start) - 1
+        if index < 0:
+            return None, None
+        node = nodes[index]
+        if comment.span.start < node.span.end:
+            return node, None
+        if self._line(node.span.end) == self._line(comment.span.start):
+            return None, node
+        return None, None
 
     # -- the file
 
@@ -243,13 +245,13 @@ class _Printer:
         inside = {id(i): [] for i in items}
         trailing = {id(i): [] for i in items}
         loose = []
+        starts = [i.span.start for i in items]
         for c in self.comments:
-            item = self._containing(items, c)
+            item, target = self._place(items, starts, c)
             if item is not None:
                 inside[id(item)].append(c)
                 continue
-            target = None if self._own_line(c) else self._trailing_target(items, c)
-            if target is not None:
+            if target is not None and not self._own_line(c):
                 trailing[id(target)].append(c)
             else:
                 loose.append(c)
@@ -339,16 +341,16 @@ class _Printer:
         in_header: list[S.Comment] = []
         attached = {id(ch): [] for ch in children}
         loose: list[S.Comment] = []
+        starts = [ch.span.start for ch in children]
         for c in comments:
             if c.span.start < brace:
                 in_header.append(c)
                 continue
-            child = self._containing(children, c)
+            child, target = self._place(children, starts, c)
             if child is not None:
                 attached[id(child)].append(c)
                 continue
             if not self._own_line(c):
-                target = self._trailing_target(children, c)
                 if target is not None:
                     attached[id(target)].append(c)
                     continue

@@ -70,13 +70,23 @@ def _store(ctx, value) -> np.ndarray:
 
 
 def _loss(name, inputs, shape_rule, forward, backward, flops, grad_rule, doc, samples, *,
-          attrs=(), nondiff=frozenset(), saves="inputs", domain="normal"):
+          attrs=(), nondiff=frozenset(), saves="inputs", domain="normal", expansion=None):
     """Register one loss op and return its OpDef."""
     return register(OpDef(
         name=name, family="loss", inputs=inputs, shape_rule=shape_rule, forward=forward,
         backward=backward, flops=lambda in_types, out_type, attrs: flops(in_types[0].size),
         grad_rule=grad_rule, doc=doc, samples=samples, attrs=attrs, nondiff=nondiff,
-        saves=saves, domain=domain))
+        saves=saves, domain=domain, expansion=EXPANSIONS.get(name, expansion)))
+
+
+# The losses written with gates (per sample; the fused op averages over the
+# batch). tests/test_expansions.py compiles these and compares values and gradients.
+EXPANSIONS = {
+    "mse": "mean((input - target) * (input - target))",
+    "cross_entropy": "-sum(target * (logits - log(sum(exp(logits), axis=-1, keepdims=true))))",
+    "binary_cross_entropy": "-mean(target * log(input) + (1 - target) * log(1 - input))",
+    "binary_cross_entropy_with_logits": "mean(log(1 + exp(logits)) - logits * target)",
+}
 
 
 def _class_index(t: np.ndarray) -> np.ndarray:
