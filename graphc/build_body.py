@@ -7,14 +7,19 @@ block call sites that led to it).
 """
 from __future__ import annotations
 
+import math
+
 from . import syntax as S
 from .build import (OPERATORS, POISON, _RESERVED, Const, Symbol, Tensor, _did_you_mean, _names_in,
                     _Scope, _StatementNames)
 from .diagnostics import Diagnostic, Note
 from .graph import ParamInfo
+from .infer import MAX_ELEMENTS
 from .ops import AttrError, OpDef, all_names, lookup, resolve_attrs
 from .settings import resolve_init
-from .types import CLASS, TensorType
+from .types import CLASS, TensorType, format_shape
+
+MAX_REPEAT = 10_000   # copies one `repeat` may make
 
 
 class _Builder:
@@ -176,9 +181,14 @@ class _Builder:
             if v is None:
                 return None
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                self.error(f"a dimension must be a whole number >= 1, got {v!r}", _span(d), scope)
+                self.error(f"a dimension must be a whole number >= 1, got {v!r}", _span(d), scope,
+                           help="a shape lists sizes per sample, e.g. [1, 28, 28]; `[]` is a scalar")
                 return None
             dims.append(v)
+        if math.prod(dims) > MAX_ELEMENTS:
+            self.error(f"a tensor of shape {format_shape(tuple(dims))} is too large", shape.span, scope,
+                       help=f"graphc's limit is {MAX_ELEMENTS:,} elements per tensor")
+            return None
         return tuple(dims)
 
     def constant(self, expr, scope):
@@ -302,6 +312,11 @@ class _Builder:
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             self.error(f"`repeat` needs a whole number >= 1, got {count!r}", _span(link.count), scope,
                        help=f"write the number of copies, e.g. `repeat 3 {link.call.func}`")
+            return POISON
+        if count > MAX_REPEAT:
+            # Each copy is built node by node; a huge count would hang the checker, not fail.
+            self.error(f"`repeat {count}` makes too many copies (at most {MAX_REPEAT:,})", _span(link.count),
+                       scope, help="stack fewer copies")
             return POISON
         value = piped
         for i in range(count):

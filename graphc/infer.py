@@ -16,11 +16,23 @@ from .init import fans
 from .ops import lookup
 from .types import CLASS, ShapeError, format_shape
 
+# The most elements one tensor may hold (per sample, or in total for a parameter):
+# 2**40 float32 values are 4 TiB, far beyond any model graphc can run, and every
+# element count, FLOP count and byte size below it still fits NumPy's int64.
+MAX_ELEMENTS = 2 ** 40
+
 
 def infer(graph: Graph, diagnostics: Diagnostics) -> Graph:
     """Type every node of the graph in topological order; return the graph."""
     G = graph.nx
     reported = set()   # a block used twice makes the same mistake twice: report it once
+
+    def report(message, span, help, attrs):
+        key = (message, span.source.path, span.start) if span is not None else (message, node)
+        if key not in reported:
+            reported.add(key)
+            diagnostics.add(Diagnostic("error", message, span, help, trace_notes(attrs)))
+
     for node in nx.topological_sort(G):
         attrs = G.nodes[node]
         if attrs["kind"] != "op":
@@ -40,10 +52,15 @@ def infer(graph: Graph, diagnostics: Diagnostics) -> Graph:
                 else f"{op.name}: {error.message}"
             if error.message.startswith(f"{op.name} "):
                 message = error.message
-            key = (message, span.source.path, span.start) if span is not None else (message, node)
-            if key not in reported:
-                reported.add(key)
-                diagnostics.add(Diagnostic("error", message, span, error.help, trace_notes(attrs)))
+            report(message, span, error.help, attrs)
+            continue
+        param_shapes = {spec.role: tuple(int(d) for d in spec.shape(in_types, attrs["attrs"]))
+                        for spec in op.active_params(attrs["attrs"])}
+        sizes = [_size(out_type.shape), *(_size(shape) for shape in param_shapes.values())]
+        if max(sizes) > MAX_ELEMENTS:
+            # Sizes are Python ints here, but NumPy (summary, init, run) needs them to fit int64.
+            report(f"{op.name}: a tensor here would hold more than {MAX_ELEMENTS:,} elements", attrs["span"],
+                   "check the sizes given; that is graphc's limit per tensor", attrs)
             continue
         attrs["type"] = out_type
         attrs["flops"] = int(op.flops(in_types, out_type, attrs["attrs"]))
@@ -51,7 +68,7 @@ def infer(graph: Graph, diagnostics: Diagnostics) -> Graph:
             G.edges[src, node]["type"] = G.nodes[src]["type"]
         for spec in op.active_params(attrs["attrs"]):
             name = attrs["params"][spec.role]
-            shape = tuple(int(d) for d in spec.shape(in_types, attrs["attrs"]))
+            shape = param_shapes[spec.role]
             graph.params[name] = ParamInfo(name, shape, spec.init, dict(spec.init_args),
                                            fans(shape, spec.layout), spec.decay, spec.follows_default,
                                            node, spec.role, attrs["span"])
@@ -63,6 +80,13 @@ def infer(graph: Graph, diagnostics: Diagnostics) -> Graph:
                                           node, spec.role)
     _check_loss(graph, diagnostics)
     return graph
+
+
+def _size(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
 
 
 def _check_loss(graph: Graph, diagnostics: Diagnostics) -> None:

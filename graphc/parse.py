@@ -12,7 +12,7 @@ import re
 from copy import copy
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import syntax as S
@@ -74,6 +74,10 @@ for _term in _PARSER.terminals:
         _WORDS[_term.name] = f"`{_term.pattern.value}`"
 _ITEM_START = re.compile(r"^(model|block|train|include)\b", re.M)
 _MAX_SYNTAX_ERRORS = 20
+# The transformer and the builder recurse once (a few frames) per level of the
+# tree; past this depth Python's recursion limit would turn a long `a + b + ...`
+# or `-(-(-x))` into a crash, so it is a diagnostic instead.
+_MAX_DEPTH = 200
 
 
 def parse(source: SourceFile) -> S.Module:
@@ -98,9 +102,25 @@ def parse(source: SourceFile) -> S.Module:
             if text is None:
                 break
     diagnostics.raise_if_errors()
+    deep = _too_deep(tree)
+    if deep is not None:
+        raise GraphcError(f"expression nested more than {_MAX_DEPTH} levels deep",
+                          span=Span(source, deep.meta.start_pos, deep.meta.end_pos),
+                          help="split it into several statements")
     comments = tuple(S.Comment(t.value, Span(source, t.start_pos, t.end_pos)) for t in _comments)
     items = _ToSyntax(source).transform(tree)
     return S.Module(source, tuple(items), comments)
+
+
+def _too_deep(tree: Tree) -> Tree | None:
+    """Return the outermost subtree lying deeper than _MAX_DEPTH levels, or None (walked without recursion)."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            return node
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
+    return None
 
 
 def parse_program(path: str | Path | None = None, *, text: str | None = None,

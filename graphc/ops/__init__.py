@@ -176,7 +176,7 @@ def resolve_attrs(op: OpDef, given: dict) -> dict:
         if a.name not in given:
             if a.required:
                 raise AttrError(a.name, f"`{op.name}` needs the argument `{a.name}`")
-            resolved[a.name] = a.default
+            resolved[a.name] = a.default if a.default is None else _normalise(op, a, a.default)
             continue
         resolved[a.name] = _normalise(op, a, given[a.name])
     return resolved
