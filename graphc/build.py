@@ -62,7 +62,14 @@ def build(modules: list[S.Module], diagnostics: Diagnostics, model: str | None =
         return None
     graph = Graph(chosen.name, model_span=chosen.name_span)
     builder = _Builder(graph, blocks, diagnostics)
-    builder.model(chosen)
+    try:
+        builder.model(chosen)
+    except RecursionError:
+        # The parser bounds one expression's depth and `expand` the nesting of blocks, but
+        # deep expressions inside many nested blocks could still exhaust Python's stack.
+        diagnostics.error(f"model `{chosen.name}` nests blocks and expressions too deeply to build",
+                          chosen.name_span, help="split deep expressions into several statements")
+        return graph
     train = _train_for(modules[0], chosen, diagnostics)
     if train is not None:
         graph.train = resolve_train(train, diagnostics)

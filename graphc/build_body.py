@@ -20,6 +20,7 @@ from .settings import resolve_init
 from .types import CLASS, TensorType, format_shape
 
 MAX_REPEAT = 10_000   # copies one `repeat` may make
+MAX_BLOCK_DEPTH = 50  # blocks using blocks: each level costs stack frames while building
 
 
 class _Builder:
@@ -438,6 +439,10 @@ class _Builder:
             chain = " -> ".join([*scope.stack[scope.stack.index(block.name):], block.name])
             self.error(f"block `{block.name}` uses itself ({chain})", call.span, scope,
                        help="blocks cannot be recursive; use `repeat N` to stack copies")
+            return POISON
+        if len(scope.stack) >= MAX_BLOCK_DEPTH:
+            self.error(f"blocks nested more than {MAX_BLOCK_DEPTH} deep", call.span, scope,
+                       help="flatten the chain of blocks that use blocks")
             return POISON
         formal = [p.name for p in block.params]
         if len(args) > len(formal):

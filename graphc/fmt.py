@@ -390,22 +390,22 @@ def _comment(comment: S.Comment) -> str:
 
 # ---- self-check ------------------------------------------------------------------------
 
-def syntax_key(node):
+def _syntax_key(node):
     """A comparable form of a syntax tree: spans and sources dropped, includes first.
 
     Two modules with equal keys are the same program as far as the formatter
     may change it (layout, parentheses, include order).
     """
     if isinstance(node, S.Module):
-        includes = [syntax_key(i) for i in node.items if isinstance(i, S.Include)]
-        others = [syntax_key(i) for i in node.items if not isinstance(i, S.Include)]
+        includes = [_syntax_key(i) for i in node.items if isinstance(i, S.Include)]
+        others = [_syntax_key(i) for i in node.items if not isinstance(i, S.Include)]
         return ("Module", tuple(includes), tuple(others))
     if dataclasses.is_dataclass(node):
         return (type(node).__name__, *(
-            (f.name, syntax_key(getattr(node, f.name))) for f in dataclasses.fields(node)
+            (f.name, _syntax_key(getattr(node, f.name))) for f in dataclasses.fields(node)
             if f.name != "span" and not f.name.endswith("_span")))
     if isinstance(node, (tuple, list)):
-        return tuple(syntax_key(n) for n in node)
+        return tuple(_syntax_key(n) for n in node)
     return node
 
 
@@ -415,7 +415,7 @@ def _verify(module: S.Module, formatted: str, path: str) -> None:
         again = parse(SourceFile(path, formatted))
     except Exception as error:  # noqa: BLE001 - any failure here is a formatter bug
         raise RuntimeError(f"graphc fmt bug: the formatted {path} does not parse:\n{error}") from error
-    if syntax_key(again) != syntax_key(module):
+    if _syntax_key(again) != _syntax_key(module):
         raise RuntimeError(f"graphc fmt bug: formatting {path} changed its syntax tree")
     if sorted(_comment(c) for c in again.comments) != sorted(_comment(c) for c in module.comments):
         raise RuntimeError(f"graphc fmt bug: formatting {path} lost or changed a comment")

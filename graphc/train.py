@@ -28,6 +28,10 @@ CHECKPOINT = "checkpoint.npz"
 def run_training(graph, args) -> int:
     """`graphc run` on a model with a train section: train (or evaluate), print and save; return 0."""
     cfg = train_config(graph, args.set, epochs=args.epochs, batch=args.batch, seed=args.seed, data=args.data)
+    if args.limit is not None and args.limit < 1:
+        # 0 would train on nothing for every epoch; a negative N would slice off the *last* samples.
+        raise GraphcError(f"--limit must be at least 1, got {args.limit}",
+                          help="--limit N trains on the first N training samples")
     program = Program(graph, dtype=args.dtype, seed=cfg.seed, init=cfg.init)
     for w in graph.warnings[getattr(graph, "_shown_warnings", 0):]:
         print(w.render(), file=sys.stderr)
@@ -168,9 +172,19 @@ class Trainer:
             raise GraphcError(f"nothing to resume: {path} does not exist",
                               help="run without --resume first, or pass the --out of the earlier run")
         arrays, meta = load_arrays(path)
-        if meta.get("model") != self.program.graph.model or meta.get("config") != _jsonable(self.cfg.fingerprint()):
-            raise GraphcError(f"{path} was written by a different model or train settings",
-                              help="resume with the same file and settings, or start afresh without --resume")
+        if meta.get("model") != self.program.graph.model:
+            raise GraphcError(f"{path} was written by model `{meta.get('model')}`, not `{self.program.graph.model}`",
+                              help="resume with the same file, or start afresh without --resume")
+        now = _jsonable(self.cfg.fingerprint())
+        saved = meta.get("config")
+        if saved != now:
+            # Say which settings differ: "different settings" alone leaves the user guessing.
+            saved = saved if isinstance(saved, dict) else {}
+            notes = tuple(Note(f"{key}: checkpoint {_show_setting(saved.get(key))}, now {_show_setting(now.get(key))}")
+                          for key in dict.fromkeys([*now, *saved]) if saved.get(key) != now.get(key))
+            raise GraphcError(f"{path} was written with different train settings", notes=notes,
+                              help="resume with the same settings (only `epochs` and `early_stop` may change), "
+                                   "or start afresh without --resume")
         expected = {k: tuple(v.shape) for k, v in self.checkpoint_arrays().items() if not k.startswith("opt/")}
         check_matches({k: v for k, v in arrays.items() if not k.startswith("opt/")}, expected, source=str(path))
         for key, target in self.checkpoint_arrays().items():

@@ -386,6 +386,16 @@ def test_comments_inside_expressions_are_not_lost():
         "}\n")
 
 
+def test_comments_in_a_block_header():
+    source = "block b(\n  # the input\n  x,  # still x\n  k=5  # size\n) {\n  return x\n}\n"
+    assert assert_round_trip(source) == (
+        "block b(x, k=5) {  # the input\n"
+        "  # still x\n"
+        "  # size\n"
+        "  return x\n"
+        "}\n")
+
+
 # ---- errors --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("source", ["model m { x = }", "model m {", "train { data mnist }", "input x: [2]",
@@ -393,6 +403,16 @@ def test_comments_inside_expressions_are_not_lost():
 def test_syntax_error_raises(source):
     with pytest.raises(GraphcError):
         fmt(source)
+
+
+def test_a_formatter_bug_is_caught_not_written(monkeypatch):
+    import graphc.fmt as fmt_module
+    monkeypatch.setattr(fmt_module, "format_module", lambda module: "model m {}\n")
+    with pytest.raises(RuntimeError, match="changed its syntax tree"):
+        format_source("model m { x = 1 }", "t.nn")
+    monkeypatch.setattr(fmt_module, "format_module", lambda module: "model m {\n  x = 1\n}\n")
+    with pytest.raises(RuntimeError, match="comment"):
+        format_source("model m { x = 1 }  # note", "t.nn")
 
 
 # ---- command line ------------------------------------------------------------------------
