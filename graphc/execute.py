@@ -10,6 +10,8 @@ output is not finite, with its source line.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from .diagnostics import GraphcError
@@ -62,8 +64,12 @@ class Executor:
             self._outs = {batch: views}   # keep one batch size: the last one used
         return views
 
-    def forward(self, feeds: dict, params: dict, state: dict, *, train: bool, rng, batch: int) -> dict:
-        """Return every planned value (feeds, params and constants included)."""
+    def forward(self, feeds: dict, params: dict, state: dict, *, train: bool, rng, batch: int,
+                profile: dict | None = None) -> dict:
+        """Return every planned value (feeds, params and constants included).
+
+        With `profile`, add each step's seconds to profile[node] (graphc bench).
+        """
         values = dict(self.constants)
         values.update(feeds)
         values.update(params)
@@ -73,15 +79,21 @@ class Executor:
             st = {role: state[name] for role, name in info.state.items()}
             ctx = Ctx(info.attrs, info.in_types, info.out_type, train=train, state=st, rng=rng,
                       needs=info.needs, out=out, batch=batch)
-            values[info.output] = info.op.forward(ctx, *[values[a] for a in info.args])
+            if profile is None:
+                values[info.output] = info.op.forward(ctx, *[values[a] for a in info.args])
+            else:
+                started = time.perf_counter()
+                values[info.output] = info.op.forward(ctx, *[values[a] for a in info.args])
+                profile[info.output] = profile.get(info.output, 0.0) + time.perf_counter() - started
             ctxs.append(ctx)
         self._ctxs = ctxs
         return values
 
-    def backward(self, values: dict, seed: np.ndarray) -> dict:
+    def backward(self, values: dict, seed: np.ndarray, profile: dict | None = None) -> dict:
         """Return d objective / d value for every value that carries a gradient.
 
         Must follow `forward` on the same values (it reads the steps' contexts).
+        With `profile`, add each step's seconds (rule and fan-in sums) to profile[node].
         """
         plan = self.plan
         ctx_of = {s.node: c for s, c in zip(plan.forward, self._ctxs)}
@@ -94,6 +106,7 @@ class Executor:
             op = lookup(b.op)
             args = [values[t] for t in b.targets] if op.saves in ("inputs", "both") else None
             out = values[b.node] if op.saves in ("output", "both") else None
+            started = time.perf_counter() if profile is not None else 0.0
             results = op.backward(ctx_of[b.node], g, args, out)
             for target, need, r in zip(b.targets, b.needs, results):
                 if not need or r is None:
@@ -106,6 +119,8 @@ class Executor:
                     # Fan-in: the add gate reversed. Never write into an array a rule returned.
                     grads[target] = grads[target] + r
                     owned.add(target)
+            if profile is not None:
+                profile[b.node] = profile.get(b.node, 0.0) + time.perf_counter() - started
         return grads
 
     def first_nonfinite(self, values: dict) -> str | None:

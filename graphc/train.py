@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .diagnostics import GraphcError
+from .diagnostics import GraphcError, Note
 from .execute import nonfinite_error
 from .program import Program
 from .trainconfig import TrainConfig, train_config
@@ -210,7 +210,13 @@ class Trainer:
                  f"{cfg.epochs} epochs of batch {cfg.batch}")
         every = max(1, cfg.epochs // 20)   # at most ~20 epoch lines (XOR runs 2,000 tiny epochs)
         last_save = time.perf_counter()
-        for epoch in range(self.start_epoch, cfg.epochs):
+        first = self.start_epoch
+        if cfg.early_stop and self.stale_epochs >= cfg.early_stop:
+            # The resumed run had stopped early: an uninterrupted run would train no further.
+            self.say(f"the checkpointed run stopped early after epoch {self.start_epoch}; "
+                     f"raise early_stop to train on")
+            first = cfg.epochs
+        for epoch in range(first, cfg.epochs):
             record = self.epoch(epoch)
             self.history.append(record)
             if (epoch + 1) % every == 0 or epoch + 1 == cfg.epochs or epoch == self.start_epoch:
@@ -248,16 +254,18 @@ class Trainer:
         order_rng = np.random.default_rng([cfg.seed, epoch])
         x_name, y_name = graph.inputs[0], graph.labels[0]
         pred = accuracy_node(graph)
-        executor = program.executor_for_backward(input_grads=False)
         total_loss, correct, seen = 0.0, 0, 0
         started = time.perf_counter()
         bar = _progress(len(data.x_train), epoch, cfg.epochs, self.quiet)
         for step, (xb, yb) in enumerate(batches(data.x_train, data.y_train, cfg.batch, shuffle=True, rng=order_rng)):
-            values, grads = program.forward_backward({x_name: xb, y_name: yb}, train=True, checked=False,
-                                                     input_grads=False)
+            rng_state = program.rng.bit_generator.state   # to replay this step's dropout noise on NaN
+            # NumPy's overflow/invalid warnings would only repeat, less clearly, what the NaN guard says.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                values, grads = program.forward_backward({x_name: xb, y_name: yb}, train=True, checked=False,
+                                                         input_grads=False)
             loss = program.loss_value(values)
             if not np.isfinite(loss):
-                node = executor.first_nonfinite(values) or graph.loss
+                node = _first_nonfinite(program, {x_name: xb, y_name: yb}, rng_state) or graph.loss
                 raise nonfinite_error(graph, node, f"in epoch {epoch + 1}, step {step + 1}")
             self._regularise(grads)
             self.optimizer.step({p: grads[p] for p in program.params if p in grads})
@@ -311,6 +319,36 @@ class Trainer:
         return bool(self.cfg.early_stop) and self.stale_epochs >= self.cfg.early_stop
 
 
+def _first_nonfinite(program: Program, feeds: dict, rng_state: dict) -> str | None:
+    """Return the first node, in schedule order, whose output is NaN or Inf on this batch (None if none is).
+
+    The batch is replayed through a copy of the training plan in which every step
+    has a buffer of its own: the real plan reuses buffers, so after a full pass an
+    early node's array may hold a later node's (non-finite) values and be blamed.
+    """
+    import dataclasses
+
+    from .execute import Executor
+    from .plan import Buffer
+    plan = program.executor_for_backward(input_grads=False).plan
+    forward, buffers = [], []
+    for s in plan.forward:
+        if s.buffer is None:      # a view of its input: it has no buffer to share
+            forward.append(s)
+            continue
+        buffers.append(Buffer(len(buffers), max(int(np.prod(s.shape, dtype=np.int64)), 1), s.batched))
+        forward.append(dataclasses.replace(s, buffer=buffers[-1].id))
+    executor = Executor(program.graph, dataclasses.replace(plan, forward=forward, buffers=buffers), program.dtype)
+    rng = np.random.default_rng()
+    rng.bit_generator.state = rng_state
+    # Running statistics are updated again by the replay; copies keep the model's own untouched.
+    state = {k: v.copy() for k, v in program.state.items()}
+    batch = next(iter(feeds.values())).shape[0]
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        values = executor.forward(feeds, program.params, state, train=True, rng=rng, batch=batch)
+    return executor.first_nonfinite(values)
+
+
 def _progress(total: int, epoch: int, epochs: int, quiet: bool):
     if quiet or not sys.stderr.isatty():
         return None
@@ -330,6 +368,16 @@ def _epoch_line(r: dict, epochs: int) -> str:
         if "val_accuracy" in r:
             text += f" acc {100 * r['val_accuracy']:.2f}%"
     return text + f"  {r['seconds']:.1f} s ({r['samples_per_s']:,.0f} samples/s)"
+
+
+def _show_setting(value) -> str:
+    """Return a fingerprint value as the user wrote it: `64`, `adam(lr=0.001)`, `(absent)`."""
+    if value is None:
+        return "(absent)"
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], dict):
+        args = ", ".join(f"{k}={v}" for k, v in value[1].items())
+        return f"{value[0]}({args})" if args else value[0]
+    return str(value)
 
 
 def _jsonable(obj):
