@@ -15,9 +15,14 @@ from .types import format_shape
 
 
 def compiled_plan(graph: Graph, backward: bool = True) -> Plan:
-    """Return the plan `graphc run` would execute (training plan when there is an objective)."""
+    """Return the plan `graphc run` would execute.
+
+    With a train section that is the training plan (no gradient of the data);
+    without one, `run` also reports the gradients of the inputs.
+    """
     wanted = list(graph.outputs.values()) + ([graph.loss] if graph.loss else [])
-    return plan(graph, wanted, backward=backward and graph.objective is not None, input_grads=False)
+    return plan(graph, wanted, backward=backward and graph.objective is not None,
+                input_grads=graph.train is None)
 
 
 def emit(graph: Graph, form: str, backward: bool = True) -> str:

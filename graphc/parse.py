@@ -247,6 +247,12 @@ def _explain(error: UnexpectedInput, source: SourceFile, text: str) -> Diagnosti
         if tok.type == "_NL":
             span = Span(source, tok.start_pos, tok.start_pos + 1)
             message = "unexpected end of line"
+            if _CONTINUES.search(text, 0, tok.start_pos):
+                # `x ->` or `a +` at the end of a line: the user meant to go on below.
+                help_text = _expected_help(set(error.accepts or error.expected))
+                return Diagnostic("error", message, span,
+                                  (help_text + "; " if help_text else "")
+                                  + "a statement goes on to the next line only inside ( ) or after `\\`")
         else:
             message = f"unexpected {_WORDS.get(tok.type, repr(tok.value))}"
             if tok.type in ("NAME", "NUMBER", "INT_NUMBER"):
@@ -275,6 +281,7 @@ def _explain(error: UnexpectedInput, source: SourceFile, text: str) -> Diagnosti
     return Diagnostic("error", message, span, _expected_help(expected), _unclosed_note(source, text, offset))
 
 
+_CONTINUES = re.compile(r"(->|[-+*/@,=(\[])[ \t\f]*(#[^\n]*)?\Z")
 _STATEMENT_WORDS = ("input", "label", "param", "output", "return")
 
 

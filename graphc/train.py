@@ -42,8 +42,15 @@ def run_training(graph, args) -> int:
         from .weights import load_weights
         load_weights(program, args.weights)
     if args.eval:
-        metrics = evaluate(program, data.x_test, data.y_test)
-        say(f"test: {format_metrics(metrics)}")
+        if not args.weights:
+            print("graphc: note: --eval without --weights evaluates freshly initialised weights", file=sys.stderr)
+        # The evaluation is the command's result: printed even with --quiet.
+        if data.x_test is not None and len(data.x_test):
+            print(f"test: {format_metrics(evaluate(program, data.x_test, data.y_test))}")
+        else:
+            # A .csv or an .npz without x_test has no test split: the training data is all there is.
+            print(f"train (no test split in {data.name}): "
+                  f"{format_metrics(evaluate(program, data.x_train, data.y_train))}")
         return 0
     trainer = Trainer(program, cfg, data, out, quiet=args.quiet, say=say)
     if args.resume:

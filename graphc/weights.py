@@ -19,11 +19,17 @@ def save_weights(program, path, meta: dict | None = None) -> None:
 
 
 def load_weights(program, path) -> dict:
-    """Load parameters and state from `path` into the program (in place); return the file's metadata."""
+    """Load parameters and state from `path` into the program (in place); return the file's metadata.
+
+    `path` may also be a training checkpoint (checkpoint.npz): its `param/` and
+    `state/` arrays are loaded and its optimizer state is ignored.
+    """
     arrays, meta = load_arrays(path)
+    if any(k.startswith("param/") for k in arrays):
+        # A checkpoint names arrays "param/<name>", "state/<name>", "opt/<...>": weights are the first two.
+        arrays = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(("param/", "state/"))}
     expected = {name: tuple(a.shape) for name, a in {**program.params, **program.state}.items()}
-    check_matches({k: v for k, v in arrays.items() if k in expected or not k.startswith("opt.")},
-                  expected, source=str(path))
+    check_matches(arrays, expected, source=str(path))
     for name, target in {**program.params, **program.state}.items():
         np.copyto(target, arrays[name].astype(target.dtype, copy=False))
     return meta

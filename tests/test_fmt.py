@@ -158,6 +158,14 @@ def test_numbers_are_printed_as_written(number):
     assert f"param w: [{number}] init={number}" in out
 
 
+@pytest.mark.parametrize("make", [lambda n: "(" * n + "x" + ")" * n, lambda n: "-" * n + "x",
+                                  lambda n: "x" + " ** x" * n, lambda n: "f(" * n + "x" + ")" * n,
+                                  lambda n: "[" * n + "1" + "]" * n, lambda n: " - ".join(["x"] * n),
+                                  lambda n: "x" + " -> f" * n])
+def test_deeply_nested_expressions(make):
+    assert_round_trip(in_model(make(150)))
+
+
 # ---- declarations and items -----------------------------------------------------------
 
 def test_declarations():

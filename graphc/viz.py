@@ -1,0 +1,415 @@
+"""Viz: a typed Graph -> a picture of its compiled plan (.svg .png .pdf .dot .html).
+
+Input: a typed Graph and what to show (the backward schedule; schedule numbers
+and buffers). Output: a file. The picture is first described as a `Scene` —
+boxes, arrows, block clusters and a legend, as plain data — and then written
+by one back end: Graphviz `dot` when it is on PATH (DOT text run through
+`dot -T<format>`), else graphc's own layered layout (layout.py) drawn with
+matplotlib (viz_draw.py). `.html` is always laid out by graphc and written as
+one self-contained page (viz_html.py). A leaf: nothing in the pipeline
+imports it.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .diagnostics import GraphcError
+from .graph import Graph
+from .ops import REQUIRED, lookup
+from .plan import Plan
+from .types import format_shape
+
+FORMATS = (".svg", ".png", ".pdf", ".dot", ".html")
+
+# Fill colours by what a node is: data, parameters, constants, then op families.
+COLOURS = {
+    "data": "#e0e0e0", "parameter": "#fff3c4", "constant": "#ffffff",
+    "gate": "#ffcc80", "layer": "#90caf9", "activation": "#a5d6a7", "norm": "#ce93d8",
+    "loss": "#ef9a9a", "reduce": "#80cbc4", "shape": "#cfd8dc", "regularize": "#bcaaa4",
+}
+GRAD_COLOUR = "#c62828"      # backward steps and fan-in sums
+EDGE_COLOUR = "#546e7a"
+
+
+@dataclass
+class VNode:
+    """One box: a value of the plan (op output, input, label, parameter or constant)."""
+
+    id: str
+    title: str                  # the node's name (under --plan with its schedule number)
+    lines: list[str]            # op and key attributes, shape, buffer
+    family: str                 # a key of COLOURS
+    cluster: str = ""           # block instance path ("" at model level)
+    small: bool = False         # parameters and constants are drawn small, as side inputs
+    note: str = ""              # drawn in the gradient colour: the fan-in sum
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class VEdge:
+    """One arrow: a tensor flowing forward (data, param) or a backward step's gradient (grad)."""
+
+    src: str
+    dst: str
+    label: str
+    kind: str                   # "data", "param" or "grad"
+    step: int | None = None     # the backward step, for grad edges
+
+
+@dataclass
+class VCluster:
+    """A block instance: its path, its label and the instance it is nested in."""
+
+    id: str
+    label: str
+    parent: str
+
+
+@dataclass
+class Scene:
+    """Everything a back end draws."""
+
+    title: str
+    nodes: list[VNode]
+    edges: list[VEdge]
+    clusters: dict[str, VCluster]
+    legend: list[tuple[str, str]]    # (text, colour); "gradient step" uses GRAD_COLOUR
+    backward: bool
+    numbered: bool
+
+
+def viz(graph: Graph, path: str | Path, *, backward: bool = False, numbered: bool = False,
+        engine: str = "auto") -> str:
+    """Draw the compiled plan of `graph` into `path`; return the engine used ("dot", "graphc" or "html").
+
+    The format follows the extension (.svg .png .pdf .dot .html). `engine`
+    "auto" uses Graphviz `dot` when it is on PATH, else graphc's own layout;
+    "dot" and "graphc" force one.
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in FORMATS:
+        raise GraphcError(f"cannot draw into `{path}`: unknown format `{ext or '(none)'}`",
+                          help="give the output one of the extensions " + ", ".join(FORMATS))
+    if backward and graph.objective is None:
+        raise GraphcError(f"model `{graph.model}` has no objective, so no backward schedule to draw",
+                          span=graph.model_span, help="declare `loss = ...` or exactly one `output`, "
+                                                      "or drop --backward")
+    if not path.parent.is_dir():
+        raise GraphcError(f"cannot write `{path}`: directory `{path.parent}` does not exist")
+    from .emit import compiled_plan
+    p = compiled_plan(graph, backward=True)
+    scene = build_scene(graph, p, backward=backward, numbered=numbered)
+    if ext == ".html":
+        from .viz_html import html_page
+        _write(path, html_page(scene).encode())
+        return "html"
+    if ext == ".dot":
+        _write(path, scene_dot(scene).encode())
+        return "dot"
+    if engine == "auto":
+        engine = "dot" if shutil.which("dot") else "graphc"
+    if engine == "dot":
+        _write(path, run_dot(scene_dot(scene), ext[1:]))
+        return "dot"
+    from .viz_draw import draw_scene
+    draw_scene(scene, path)
+    return "graphc"
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as error:
+        raise GraphcError(f"cannot write `{path}`: {error.strerror}") from None
+
+
+def run_dot(dot_text: str, fmt: str) -> bytes:
+    """Return the output of Graphviz `dot -T<fmt>` on DOT text."""
+    exe = shutil.which("dot")
+    if exe is None:
+        raise GraphcError("Graphviz `dot` is not on PATH", help="install graphviz, or use graphc's own layout")
+    try:
+        done = subprocess.run([exe, f"-T{fmt}"], input=dot_text.encode(), capture_output=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        raise GraphcError("Graphviz `dot` took longer than 120 s", help="draw with graphc's own layout") from None
+    if done.returncode != 0:
+        raise GraphcError(f"Graphviz `dot` failed: {done.stderr.decode(errors='replace').strip()}")
+    return done.stdout
+
+
+# ---- the scene: what is drawn ---------------------------------------------------------
+
+def build_scene(graph: Graph, p: Plan, *, backward: bool, numbered: bool) -> Scene:
+    """Return the boxes, arrows and clusters of a plan (with its backward steps if asked)."""
+    G = graph.nx
+    step_of = {s.node: s for s in p.forward}
+    back_of = {b.node: b for b in p.backward}
+    nodes: dict[str, VNode] = {}
+    edges: list[VEdge] = []
+    used_families = set()
+
+    def add_value(name: str) -> None:
+        if name in nodes:
+            return
+        if name in G:
+            a = G.nodes[name]
+            kind = a["kind"]
+        else:
+            a, kind = None, "layer-param"
+        if kind in ("param", "layer-param"):
+            info = graph.params[name]
+            count = int(np.prod(info.shape, dtype=np.int64))
+            nodes[name] = VNode(name, name, [f"{format_shape(info.shape)} · {count:,}"], "parameter",
+                                cluster=_param_cluster(graph, info), small=True,
+                                details=_param_details(graph, name))
+        elif kind == "const":
+            nodes[name] = VNode(name, name, [f"{a['value']:g}" if isinstance(a["value"], (int, float))
+                                             else str(a["value"])], "constant", cluster=a.get("block", ""),
+                                small=True, details=_details(graph, name, p))
+        else:
+            nodes[name] = VNode(name, name, [f"{kind} {a['type']}"], "data", cluster=a.get("block", ""),
+                                details=_details(graph, name, p))
+        used_families.add(nodes[name].family)
+
+    for s in p.forward:
+        a = G.nodes[s.node]
+        op = lookup(s.op)
+        lines = [op_summary(s.op, a["attrs"]), "→ " + str(a["type"])]
+        title = f"#{s.index}  {s.node}" if numbered else s.node
+        if numbered:
+            lines.append(f"buf {s.buffer}" if s.buffer is not None else f"view of {s.inputs[0]} (no buffer)")
+        nodes[s.node] = VNode(s.node, title, lines, op.family, cluster=a.get("block", ""),
+                              details=_details(graph, s.node, p))
+        used_families.add(op.family)
+    for s in p.forward:
+        for i in s.inputs:
+            add_value(i)
+        for q in s.params:
+            add_value(q)
+    for s in p.forward:
+        for i in dict.fromkeys(s.inputs):
+            e = G.edges[i, s.node] if G.has_edge(i, s.node) else {}
+            t = e.get("type", G.nodes[i].get("type"))
+            small = nodes[i].small
+            edges.append(VEdge(i, s.node, "" if small else str(t), "param" if small else "data"))
+        for q in s.params:
+            edges.append(VEdge(q, s.node, "", "param"))
+    if backward:
+        for b in p.backward:
+            first = True
+            for t, need in zip(b.targets, b.needs):
+                if not need or t not in nodes:
+                    continue
+                label = f"∇{b.index} {b.rule}" if first else f"∇{b.index}"
+                edges.append(VEdge(b.node, t, label, "grad", b.index))
+                first = False
+        for t, n in p.fan_in.items():
+            if n > 1 and t in nodes:
+                nodes[t].note = f"Σ of {n} gradients"
+        if p.objective in nodes:
+            nodes[p.objective].note = "∇ starts here"
+    return Scene(title=_title(graph, backward, numbered), nodes=list(nodes.values()), edges=edges,
+                 clusters=_clusters(graph, nodes), legend=_legend(used_families, backward),
+                 backward=backward, numbered=numbered)
+
+
+def op_summary(op_name: str, attrs: dict) -> str:
+    """Return `conv filters=6 kernel=5 pad=2`: the op and its attributes that say something.
+
+    Shown: required attributes, attributes changed from their default, and
+    window sizes (pair attributes) unless they are zero or one.
+    """
+    op = lookup(op_name)
+    parts = [op.name]
+    for a in op.attrs:
+        value = attrs.get(a.name)
+        shown = a.default is REQUIRED or value != a.default
+        if a.kind == "pair":
+            shown = value is not None and (shown or tuple(value) not in ((0, 0), (1, 1)))
+        if shown and value is not None:
+            parts.append(f"{a.name}={_short(value)}")
+    return " ".join(parts)
+
+
+def _short(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return str(value[0]) if len(value) == 2 and value[0] == value[1] else "×".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _title(graph: Graph, backward: bool, numbered: bool) -> str:
+    what = "forward and backward plan" if backward else "forward graph"
+    return f"{graph.model}: {what}" + (" (schedule order, buffers)" if numbered else "")
+
+
+def _legend(families: set, backward: bool) -> list[tuple[str, str]]:
+    items = [(f, c) for f, c in COLOURS.items() if f in families]
+    if backward:
+        items.append(("gradient step", GRAD_COLOUR))
+    return items
+
+
+def _param_cluster(graph: Graph, info) -> str:
+    owner = graph.nx.nodes.get(info.owner) if info.owner in graph.nx else None
+    return owner.get("block", "") if owner else ""
+
+
+def _clusters(graph: Graph, nodes: dict[str, VNode]) -> dict[str, VCluster]:
+    """Return every block instance that holds a drawn node, nested by instance path.
+
+    A node's `block` is its innermost instance path and its `trace` lists the
+    block call sites innermost first (so its length is the nesting depth); an
+    instance nests in the longest other instance whose path prefixes its own.
+    """
+    found: dict[str, tuple[str, int]] = {}    # path -> (block name, depth)
+    for v in nodes.values():
+        owner = v.id if v.id in graph.nx else graph.params[v.id].owner
+        trace = graph.nx.nodes[owner].get("trace", ()) if owner in graph.nx else ()
+        if v.cluster and trace:
+            found.setdefault(v.cluster, (trace[0][0], len(trace)))
+    clusters = {}
+    for path, (block, depth) in found.items():
+        parents = [q for q in found if path.startswith(q + ".") and found[q][1] < depth]
+        parent = max(parents, key=len) if parents else ""
+        clusters[path] = VCluster(path, f"{path}: block {block}", parent)
+    return clusters
+
+
+def _source(span) -> dict | None:
+    if span is None:
+        return None
+    return {"file": span.source.path, "line": span.line, "col": span.col,
+            "text": span.source.line_text(span.line).strip()}
+
+
+def _details(graph: Graph, name: str, p: Plan) -> dict:
+    """Return what the HTML panel shows about a node."""
+    a = graph.nx.nodes[name]
+    d = {"name": name, "kind": a["kind"], "op": a.get("op") or a["kind"], "shape": str(a.get("type", "?")),
+         "block": a.get("block", ""), "flops": int(a.get("flops", 0) or 0), "source": _source(a.get("span"))}
+    if a["kind"] == "op":
+        op = lookup(a["op"])
+        d["family"] = op.family
+        d["attrs"] = {k: _short(v) for k, v in a["attrs"].items() if v is not None}
+        d["params"] = [_param_entry(graph, q) for q in a["params"].values()]
+        d["called_from"] = [{"block": blk, **(_source(span) or {})} for blk, span in a.get("trace", ())]
+    for s in p.forward:
+        if s.node == name:
+            d["step"] = s.index
+            d["buffer"] = s.buffer
+    for b in p.backward:
+        if b.node == name:
+            d["backward"] = {"step": b.index, "rule": b.rule,
+                             "to": [t for t, need in zip(b.targets, b.needs) if need]}
+    if p.fan_in.get(name, 0) > 1:
+        d["fan_in"] = p.fan_in[name]
+    return d
+
+
+def _param_entry(graph: Graph, name: str) -> dict:
+    info = graph.params[name]
+    return {"name": name, "shape": format_shape(info.shape), "count": int(np.prod(info.shape, dtype=np.int64)),
+            "init": info.init if not info.follows_default else f"{info.init} (or the train section's init)"}
+
+
+def _param_details(graph: Graph, name: str) -> dict:
+    info = graph.params[name]
+    entry = _param_entry(graph, name)
+    return {"name": name, "kind": "param", "op": "parameter", "shape": entry["shape"], "block": "",
+            "flops": 0, "params": [entry], "owner": info.owner, "source": _source(info.span)}
+
+
+# ---- DOT --------------------------------------------------------------------------------
+
+def scene_dot(scene: Scene) -> str:
+    """Return the scene as Graphviz DOT (HTML-like labels; ids name nodes and edges in the SVG)."""
+    out = [f"digraph {_q(scene.title)} {{",
+           '  graph [rankdir=TB, nodesep=0.25, ranksep=0.4, fontname="Helvetica", labelloc=b, '
+           'newrank=true, pad=0.2];',
+           '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11, '
+           f'color="#455a64", margin="0.1,0.04"];',
+           f'  edge [fontname="Helvetica", fontsize=9, color="{EDGE_COLOUR}", fontcolor="#37474f", '
+           'arrowsize=0.7];']
+    children: dict[str, list[str]] = {}
+    for c in scene.clusters.values():
+        children.setdefault(c.parent, []).append(c.id)
+    members: dict[str, list[VNode]] = {}
+    for v in scene.nodes:
+        members.setdefault(v.cluster if v.cluster in scene.clusters else "", []).append(v)
+
+    def emit_cluster(cid: str, indent: str) -> None:
+        for v in members.get(cid, []):
+            out.append(indent + _dot_node(v))
+        for child in children.get(cid, []):
+            c = scene.clusters[child]
+            out.append(f"{indent}subgraph {_q('cluster_' + child)} {{")
+            out.append(f'{indent}  graph [id={_q("cluster:" + child)}, label={_q(c.label)}, style="rounded,dashed", '
+                       f'color="#78909c", fontcolor="#455a64", fontsize=10, labeljust=l];')
+            emit_cluster(child, indent + "  ")
+            out.append(indent + "}")
+
+    emit_cluster("", "  ")
+    for e in scene.edges:
+        out.append("  " + _dot_edge(e))
+    out.append(f"  graph [label={_legend_html(scene)}];")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def _dot_node(v: VNode) -> str:
+    size = 8 if v.small else 9
+    rows = [f"<b>{_h(v.title)}</b>"] + [f'<font point-size="{size}">{_h(t)}</font>' for t in v.lines]
+    if v.note:
+        rows.append(f'<font point-size="{size}" color="{GRAD_COLOUR}">{_h(v.note)}</font>')
+    attrs = [f"id={_q('node:' + v.id)}", f"label=<{'<br/>'.join(rows)}>", f'fillcolor="{COLOURS[v.family]}"',
+             f"tooltip={_q(v.id)}"]
+    if v.small:
+        attrs += ["fontsize=9", "height=0.3", 'margin="0.06,0.02"', 'style="filled"', 'color="#b0a060"']
+    if v.note:
+        attrs += [f'color="{GRAD_COLOUR}"', "penwidth=1.6"]
+    return f"{_q(v.id)} [{', '.join(attrs)}];"
+
+
+def _dot_edge(e: VEdge) -> str:
+    if e.kind == "grad":
+        label = "\n".join(textwrap.wrap(e.label, 30)) if e.label else ""
+        attrs = [f"id={_q(f'grad:{e.step}:{e.src}->{e.dst}')}", "style=dashed", f'color="{GRAD_COLOUR}"',
+                 f'fontcolor="{GRAD_COLOUR}"', "constraint=false", "fontsize=8", "arrowsize=0.6",
+                 f"label={_q(label)}"]
+    else:
+        attrs = [f"id={_q(f'edge:{e.src}->{e.dst}')}"]
+        if e.kind == "param":
+            attrs += ['color="#b0a060"', "arrowsize=0.5"]
+        if e.label:
+            attrs.append(f"label={_q(' ' + e.label)}")
+    return f"{_q(e.src)} -> {_q(e.dst)} [{', '.join(attrs)}];"
+
+
+def _legend_html(scene: Scene) -> str:
+    cells = []
+    for text, colour in scene.legend:
+        if text == "gradient step":
+            cells.append(f'<td><font color="{colour}">- - ▶ {_h(text)}</font></td>')
+        else:
+            cells.append(f'<td bgcolor="{colour}" border="1">{_h(text)}</td>')
+    return (f'<<table border="0" cellspacing="4" cellpadding="3"><tr><td colspan="{max(len(cells), 1)}">'
+            f"<b>{_h(scene.title)}</b></td></tr><tr>{''.join(cells)}</tr></table>>")
+
+
+def _q(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _h(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
