@@ -201,6 +201,15 @@ def _assign_buffers(graph: Graph, steps: list[Step], back: list[BackStep], keep:
                 del live[root]
         if group[s.output] != s.output:
             continue               # a view: no buffer of its own
+        source = s.inputs[0] if s.inputs else None
+        if lookup(s.op).inplace and source in live and group[source] == source \
+                and last_use[source] == s.index:
+            # relu after linear: nothing reads the linear output after this step
+            # (its backward reads the linear's inputs, relu's reads relu's output),
+            # so relu overwrites it in place.
+            s.buffer = live.pop(source)
+            live[s.output] = s.buffer
+            continue
         t: TensorType = G.nodes[s.node]["type"]
         elements = max(t.size, 1)
         candidates = [b for b in free if buffers[b].batched == t.batched]

@@ -269,3 +269,18 @@ def test_gradcheck_holds_dropout_to_a_fixed_mask(tmp_path, capsys):
                     "  h = linear(x, 8) -> relu -> dropout(0.5)\n"
                     "  loss = cross_entropy(linear(h, 3), y) }\n")
     assert main(["gradcheck", str(path), "--samples", "6"]) == 0
+
+
+def test_relu_runs_in_place_over_a_linear_output_nothing_else_reads():
+    graph = graphc.program.check_file(MODELS / "mlp.nn")
+    steps = {s.node: s for s in compiled_plan(graph).forward}
+    assert steps["h1"].buffer == steps["h1.linear"].buffer
+
+
+def test_relu_does_not_overwrite_a_value_another_step_still_reads():
+    prog = compile64("model m { input x: [3]; h = linear(x, 4); a = relu(h); output y = a + h * 2 }")
+    steps = {s.node: s for s in compiled_plan(prog.graph).forward}
+    assert steps["a"].buffer != steps["h"].buffer
+    x = np.array([[1.0, -2.0, 0.5]])
+    h = x @ prog.params["h.weight"] + prog.params["h.bias"]
+    np.testing.assert_allclose(prog.run({"x": x})["y"], np.maximum(h, 0) + 2 * h)

@@ -115,6 +115,7 @@ class OpDef:
     variadic: bool = False          # the last input may repeat (concat)
     saves: str = "inputs"           # what backward reads: none, inputs, output, both
     aliases: bool = False           # forward returns a view of its first input (reshape)
+    inplace: bool = False           # forward may write over its first input (the plan decides when)
     domain: str = "normal"          # gradcheck input values: normal, positive, unit, distinct
     aliases_op: tuple[str, ...] = ()  # other names the language accepts (affine -> linear)
     expansion: str | None = None    # the op written with gates, for the fused-vs-gates test

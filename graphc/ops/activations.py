@@ -31,13 +31,13 @@ def _per_element(cost: int):
 
 def _activation(name, forward, backward, grad_rule, doc, *, saves="inputs", domain="normal",
                 expansion=None, attrs=(), params=(), cost=1, samples=_SAMPLES, aliases=False,
-                shape_rule=_same_shape):
+                shape_rule=_same_shape, inplace=False):
     """Register one activation op and return its OpDef."""
     return register(OpDef(
         name=name, family="activation", inputs=("x",), shape_rule=shape_rule, forward=forward,
         backward=backward, flops=_per_element(cost), grad_rule=grad_rule, doc=doc,
         samples=samples, attrs=attrs, params=params, saves=saves, domain=domain,
-        expansion=expansion, aliases=aliases))
+        expansion=expansion, aliases=aliases, inplace=inplace))
 
 
 # ---- identity and step ---------------------------------------------------------
@@ -94,7 +94,7 @@ _activation(
     "sigmoid", _sigmoid_forward, _sigmoid_backward, "sigmoid: g * y * (1 - y)",
     "Logistic sigmoid 1 / (1 + exp(-x)) (torch.sigmoid), computed without overflow for "
     "large |x|. Backward uses the saved output y: dy/dx = y (1 - y).",
-    saves="output", cost=4, expansion="1 / (1 + exp(-x))")
+    saves="output", cost=4, expansion="1 / (1 + exp(-x))", inplace=True)
 
 
 def _tanh_backward(ctx, g, args, out):
@@ -109,7 +109,7 @@ def _tanh_backward(ctx, g, args, out):
 _activation(
     "tanh", lambda ctx, x: np.tanh(x, out=ctx.out), _tanh_backward, "tanh: g * (1 - y^2)",
     "Hyperbolic tangent (torch.tanh). Backward uses the saved output y: dy/dx = 1 - y^2.",
-    saves="output", cost=4, expansion="2 / (1 + exp(-2 * x)) - 1")
+    saves="output", cost=4, expansion="2 / (1 + exp(-2 * x)) - 1", inplace=True)
 
 
 # ---- the relu family -----------------------------------------------------------
@@ -125,7 +125,7 @@ _activation(
     "Rectified linear unit max(x, 0) (torch.relu). Tie rule: the gradient at exactly x = 0 "
     "is 0, as torch.relu gives. The expansion max(x, 0) agrees only away from 0: the max gate "
     "would split a tie at 0 evenly.",
-    saves="output", domain="distinct", expansion="max(x, 0)")
+    saves="output", domain="distinct", expansion="max(x, 0)", inplace=True)
 
 
 def _leaky_forward(ctx, x):
