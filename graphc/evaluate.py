@@ -42,16 +42,12 @@ def evaluate_once(program, feed_args: list[str], *, weights: str | None = None, 
     if weights:
         from .weights import load_weights
         load_weights(program, weights)
+    from .feeds import random_feeds
     feeds = parse_feeds(program, feed_args)
-    rng = np.random.default_rng(seed)
     batch = next(iter(feeds.values())).shape[0] if feeds else 1
-    random_names = []
-    for name in program.graph.inputs + program.graph.labels:
-        if name in feeds:
-            continue
-        t = program.graph.node(name)["declared"]
-        random_names.append(name)
-        feeds[name] = rng.integers(0, t.classes, batch) if t.kind == CLASS else rng.standard_normal((batch, *t.shape))
+    drawn = random_feeds(program.graph, batch, seed, skip=set(feeds))
+    random_names = list(drawn)
+    feeds.update(drawn)
     lines = []
     if random_names:
         lines.append(f"(seeded random values for {', '.join(random_names)}; set them with --feed NAME=VALUE)")

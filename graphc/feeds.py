@@ -66,3 +66,21 @@ def check_feeds(graph: Graph, feeds: dict, dtype, *, need_labels: bool) -> tuple
     if batch is None:
         batch = 1
     return out, batch
+
+
+def random_feeds(graph: Graph, batch: int, seed: int, skip=()) -> dict:
+    """Return seeded random values for every input and label not in `skip`.
+
+    Float inputs are standard normal, class labels uniform over [0, K).
+    """
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for name in graph.inputs + graph.labels:
+        if name in skip:
+            continue
+        t = graph.node(name)["declared"]
+        if t.kind == CLASS:
+            feeds[name] = rng.integers(0, t.classes, batch)
+        else:
+            feeds[name] = rng.standard_normal((batch, *t.shape))
+    return feeds

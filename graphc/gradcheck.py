@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .types import CLASS
 
 
 @dataclass
@@ -27,15 +26,8 @@ class GradRow:
 
 def random_feeds(program, batch: int, seed: int) -> dict:
     """Return seeded random feeds for every input and label of the program's model."""
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for name in program.graph.inputs + program.graph.labels:
-        t = program.graph.node(name)["declared"]
-        if t.kind == CLASS:
-            feeds[name] = rng.integers(0, t.classes, batch)
-        else:
-            feeds[name] = rng.standard_normal((batch, *t.shape))
-    return feeds
+    from .feeds import random_feeds as draw
+    return draw(program.graph, batch, seed)
 
 
 def gradcheck(program, feeds: dict, *, eps: float = 1e-6, samples: int = 12, seed: int = 0) -> list[GradRow]:
