@@ -179,6 +179,10 @@ class Trainer:
             raise GraphcError(f"nothing to resume: {path} does not exist",
                               help="run without --resume first, or pass the --out of the earlier run")
         arrays, meta = load_arrays(path)
+        if not isinstance(meta.get("config"), dict) or not isinstance(meta.get("epoch"), int):
+            # e.g. a weights.npz copied over the checkpoint: it records no epoch or settings to continue from.
+            raise GraphcError(f"{path} is not a training checkpoint (it records no epoch or train settings)",
+                              help="resume from the checkpoint.npz a run wrote, or start afresh without --resume")
         if meta.get("model") != self.program.graph.model:
             raise GraphcError(f"{path} was written by model `{meta.get('model')}`, not `{self.program.graph.model}`",
                               help="resume with the same file, or start afresh without --resume")
@@ -186,7 +190,6 @@ class Trainer:
         saved = meta.get("config")
         if saved != now:
             # Say which settings differ: "different settings" alone leaves the user guessing.
-            saved = saved if isinstance(saved, dict) else {}
             notes = tuple(Note(f"{key}: checkpoint {_show_setting(saved.get(key))}, now {_show_setting(now.get(key))}")
                           for key in dict.fromkeys([*now, *saved]) if saved.get(key) != now.get(key))
             raise GraphcError(f"{path} was written with different train settings", notes=notes,
@@ -274,6 +277,12 @@ class Trainer:
             if not np.isfinite(loss):
                 node = _first_nonfinite(program, {x_name: xb, y_name: yb}, rng_state) or graph.loss
                 raise nonfinite_error(graph, node, f"in epoch {epoch + 1}, step {step + 1}")
+            # A non-finite gradient with a finite loss (pow/log/div at a singular point) would poison
+            # the weights and be blamed on the next step's first node: catch it here. Summing is the
+            # cheap test; the exact one runs only when a sum is not finite.
+            if any(not np.isfinite(np.sum(grads[p])) and not np.all(np.isfinite(grads[p]))
+                   for p in program.params if p in grads):
+                raise _nonfinite_gradient(program, grads, f"in epoch {epoch + 1}, step {step + 1}")
             self._regularise(grads)
             self.optimizer.step({p: grads[p] for p in program.params if p in grads})
             total_loss += loss * len(xb)
@@ -354,6 +363,28 @@ def _first_nonfinite(program: Program, feeds: dict, rng_state: dict) -> str | No
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         values = executor.forward(feeds, program.params, state, train=True, rng=rng, batch=batch)
     return executor.first_nonfinite(values)
+
+
+def _nonfinite_gradient(program: Program, grads: dict, where: str) -> GraphcError:
+    """Return the error for a NaN/Inf gradient: it names the first node, in backward order, that
+    received a finite gradient but passed a non-finite one on (else the first such parameter)."""
+    from .graph import trace_notes
+    graph = program.graph
+    plan = program.executor_for_backward(input_grads=False).plan
+
+    def finite(name):
+        return name not in grads or bool(np.all(np.isfinite(grads[name])))
+
+    for b in plan.backward:
+        if b.node in grads and finite(b.node) and any(need and not finite(t) for t, need in zip(b.targets, b.needs)):
+            a = graph.node(b.node)
+            return GraphcError(f"the gradient flowing back through `{b.node}` ({a['op']}) became NaN or Inf {where}",
+                               span=a["span"], notes=trace_notes(a),
+                               help="its backward rule is infinite at these inputs (log, pow or div near 0?); "
+                                    "keep its inputs away from that point, or lower the learning rate")
+    name = next(p for p in program.params if not finite(p))
+    return GraphcError(f"the gradient of `{name}` became NaN or Inf {where}", span=graph.params[name].span,
+                       help="lower the learning rate, check the data's scale, or check log/div/pow inputs")
 
 
 def _progress(total: int, epoch: int, epochs: int, quiet: bool):
