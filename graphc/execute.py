@@ -124,7 +124,10 @@ class Executor:
         return grads
 
     def first_nonfinite(self, values: dict) -> str | None:
-        """Return the first node (in schedule order) whose output is not finite, or None."""
+        """Return the first node (in schedule order) whose output is not finite, or None.
+
+        Reliable only on a plan without buffer reuse (Plan.without_reuse).
+        """
         for info in self.steps:
             v = values.get(info.output)
             if v is not None and not np.all(np.isfinite(v)):

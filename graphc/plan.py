@@ -10,7 +10,7 @@ step reads it any more.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import networkx as nx
 
@@ -82,6 +82,24 @@ class Plan:
                     n *= d
                 total += n * (batch if s.batched else 1)
         return total * itemsize
+
+    def without_reuse(self) -> "Plan":
+        """Return a copy in which every non-view step has a buffer of its own.
+
+        Used to find the first node that produced NaN: with reuse, an early
+        node's buffer may hold a later node's values after a full pass.
+        """
+        forward, buffers = [], []
+        for s in self.forward:
+            if s.buffer is None:
+                forward.append(s)
+                continue
+            elements = 1
+            for d in s.shape:
+                elements *= d
+            buffers.append(Buffer(len(buffers), max(elements, 1), s.batched))
+            forward.append(replace(s, buffer=buffers[-1].id))
+        return replace(self, forward=forward, buffers=buffers)
 
     def to_json(self) -> dict:
         """Return the plan as JSON-ready data."""

@@ -155,6 +155,10 @@ class Trainer:
         self.best_val = None
         self.stale_epochs = 0
 
+    def fingerprint(self) -> dict:
+        """Return the settings a checkpoint must match to be resumed: the train settings and the dtype."""
+        return {**self.cfg.fingerprint(), "dtype": str(self.program.dtype)}
+
     # ---- checkpoints ---------------------------------------------------------------
     def checkpoint_arrays(self) -> dict:
         """Return every array needed to continue training exactly."""
@@ -167,7 +171,7 @@ class Trainer:
         """Write the checkpoint after `epoch` epochs (atomically)."""
         from .checkpoint import save_arrays
         meta = {"model": self.program.graph.model, "epoch": epoch, "history": self.history,
-                "config": self.cfg.fingerprint(), "best_val": self.best_val, "stale_epochs": self.stale_epochs,
+                "config": self.fingerprint(), "best_val": self.best_val, "stale_epochs": self.stale_epochs,
                 "lr": self.optimizer.lr}
         save_arrays(self.out / CHECKPOINT, self.checkpoint_arrays(), meta)
 
@@ -186,7 +190,7 @@ class Trainer:
         if meta.get("model") != self.program.graph.model:
             raise GraphcError(f"{path} was written by model `{meta.get('model')}`, not `{self.program.graph.model}`",
                               help="resume with the same file, or start afresh without --resume")
-        now = _jsonable(self.cfg.fingerprint())
+        now = _jsonable(self.fingerprint())
         saved = meta.get("config")
         if saved != now:
             # Say which settings differ: "different settings" alone leaves the user guessing.
@@ -243,7 +247,7 @@ class Trainer:
         if test:
             self.say(f"test: {format_metrics(test)}")
         save_weights(program, self.out / "weights.npz", {"epochs": len(self.history)})
-        result = {"model": program.graph.model, "data": data.name, "settings": _jsonable(cfg.fingerprint()),
+        result = {"model": program.graph.model, "data": data.name, "settings": _jsonable(self.fingerprint()),
                   "parameters": n_params, "epochs": self.history, "test": test}
         write_json_atomic(self.out / "metrics.json", result)
         try:
@@ -342,19 +346,9 @@ def _first_nonfinite(program: Program, feeds: dict, rng_state: dict) -> str | No
     has a buffer of its own: the real plan reuses buffers, so after a full pass an
     early node's array may hold a later node's (non-finite) values and be blamed.
     """
-    import dataclasses
-
     from .execute import Executor
-    from .plan import Buffer
     plan = program.executor_for_backward(input_grads=False).plan
-    forward, buffers = [], []
-    for s in plan.forward:
-        if s.buffer is None:      # a view of its input: it has no buffer to share
-            forward.append(s)
-            continue
-        buffers.append(Buffer(len(buffers), max(int(np.prod(s.shape, dtype=np.int64)), 1), s.batched))
-        forward.append(dataclasses.replace(s, buffer=buffers[-1].id))
-    executor = Executor(program.graph, dataclasses.replace(plan, forward=forward, buffers=buffers), program.dtype)
+    executor = Executor(program.graph, plan.without_reuse(), program.dtype)
     rng = np.random.default_rng()
     rng.bit_generator.state = rng_state
     # Running statistics are updated again by the replay; copies keep the model's own untouched.
