@@ -194,8 +194,16 @@ class _StatementNames:
         return f"{self.stmt}.{label}"
 
     def owner(self, syntax, rep: int | None = None, last: bool = True) -> str:
-        """Return the prefix of a call's parameters (and of a block's nodes)."""
-        return self.stmt if self.single else self.node_name(syntax, rep, last)
+        """Return the prefix of a call's parameters (and of a block's nodes).
+
+        With several layers in the statement each owner is `s.<label>`, the last
+        one included: its node is `s`, but `h = linear(x, 8) -> relu -> linear(4)`
+        names the second layer's weight `h.linear_2.weight` (README), and the last
+        copy of a `repeat` is `s.f.2`, like the others.
+        """
+        if self.single:
+            return self.stmt
+        return f"{self.stmt}.{self.labels[id(syntax)]}" + (f".{rep}" if rep is not None else "")
 
 
 def _func_name(node) -> str:
@@ -212,8 +220,15 @@ def _has_params(func: str) -> bool:
 
 
 def _repeat_count(node) -> int:
-    if isinstance(node, S.Repeat) and isinstance(node.count, S.Number) and isinstance(node.count.value, int):
-        return max(node.count.value, 1)
+    """Return how many owners of parameters a call stands for.
+
+    A `repeat` numbers its copies (`s.f.0`, `s.f.1`, ...) whatever its count, so it
+    counts as several even for `repeat 1` or a count that is a block argument.
+    """
+    if isinstance(node, S.Repeat):
+        if isinstance(node.count, S.Number) and isinstance(node.count.value, int):
+            return max(node.count.value, 2)
+        return 2
     return 1
 
 

@@ -261,6 +261,10 @@ class _Builder:
         if isinstance(e, S.BinOp):
             left = self.expr(e.left, scope, names)
             right = self.expr(e.right, scope, names)
+            if _number(left) and _number(right) and e.op != "@":
+                # Arithmetic on constants is a constant, as `-k` already is, so that a block
+                # can write `pad=(k - 1) / 2`; only an expression with a tensor becomes gates.
+                return self.fold(e, left.value, right.value, scope)
             return self.apply(e, OPERATORS[e.op], [(left, _span(e.left)), (right, _span(e.right))], [],
                               scope, names)
         if isinstance(e, S.Call):
@@ -276,6 +280,32 @@ class _Builder:
                 head_span = head_span.to(link.span)
             return value
         raise TypeError(f"unknown syntax node {type(e).__name__}")
+
+    def fold(self, e: S.BinOp, a, b, scope: _Scope):
+        """Return the Const value of `a <op> b` for two numbers, or POISON after an error."""
+        whole = isinstance(a, int) and isinstance(b, int)
+        try:
+            if e.op == "**" and whole and b >= 0 and (abs(a) < 2 or b * math.log2(abs(a)) <= 256):
+                value = a ** b
+            elif e.op == "**":
+                value = float(a) ** float(b)    # floats: `10 ** 10 ** 10` must not build a huge int
+                if isinstance(value, complex):
+                    raise ValueError("a negative number to a fractional power")
+            elif e.op == "/":
+                # Whole numbers that divide evenly stay whole, so `[k / 2]` is a valid dimension.
+                value = a // b if whole and b != 0 and a % b == 0 else a / b
+            else:
+                value = {"+": a + b, "-": a - b, "*": a * b}[e.op]
+        except ZeroDivisionError:
+            self.error("division by zero", e.span, scope)
+            return POISON
+        except OverflowError:
+            self.error("cannot compute this constant: the result is too large", e.span, scope)
+            return POISON
+        except ValueError as error:
+            self.error(f"cannot compute this constant: {error}", e.span, scope)
+            return POISON
+        return Const(value, e.span)
 
     def name(self, e: S.Name, scope: _Scope):
         if e.id in scope.env:
@@ -489,6 +519,11 @@ class _Builder:
 
 def _span(expr):
     return getattr(expr, "span", None)
+
+
+def _number(value) -> bool:
+    """True for a Const holding an int or float (not a bool, list or string)."""
+    return isinstance(value, Const) and isinstance(value.value, (int, float)) and not isinstance(value.value, bool)
 
 
 def _signature(op: OpDef) -> str:

@@ -225,7 +225,8 @@ def _explain(error: UnexpectedInput, source: SourceFile, text: str) -> Diagnosti
     if isinstance(error, UnexpectedCharacters):
         char = source.text[offset:offset + 1]
         span = Span(source, offset, offset + 1)
-        message = f"unexpected character `{char}`"
+        shown = f"`{char}`" if char.isprintable() and char != "`" else repr(char)
+        message = f"unexpected character {shown}"
         expected = _accepts(error.state) if error.state is not None else set(error.allowed or ())
         help_text = _expected_help(expected)
         if char == '"':
@@ -334,6 +335,7 @@ def _bad_number(source: SourceFile, text: str, offset: int) -> Diagnostic | None
 
 
 _CLOSERS = {"(": ")", "[": "]", "{": "}"}
+_STRING_END = re.compile(r'["\n]')
 
 
 def _unclosed_note(source: SourceFile, text: str, offset: int) -> tuple[Note, ...]:
@@ -361,7 +363,7 @@ def _closed_later(text: str, start: int) -> bool:
                 break
         elif ch == '"':
             # A string ends at its quote or, unterminated, at the end of its line.
-            close = re.compile(r'["\n]').search(text, i + 1)
+            close = _STRING_END.search(text, i + 1)
             i = n if close is None else close.start()
         elif ch in _CLOSERS:
             stack.append(_CLOSERS[ch])
@@ -397,6 +399,10 @@ def _blank_item(text: str, offset: int) -> str | None:
     starts = [m.start() for m in _ITEM_START.finditer(text)]
     begin = max([s for s in starts if s <= offset], default=None)
     after = [s for s in starts if s > offset]
+    if begin == offset and begin > 0:
+        # The parser stopped on the keyword that starts an item (`model n {` after a model
+        # whose `}` is missing): the broken item is the one before; keep this one.
+        begin, after = max([s for s in starts if s < offset], default=0), [offset]
     if begin is None:
         begin = 0
     end = after[0] if after else len(text)

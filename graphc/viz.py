@@ -12,8 +12,6 @@ imports it.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,11 +84,12 @@ class Scene:
 
 def viz(graph: Graph, path: str | Path, *, backward: bool = False, numbered: bool = False,
         engine: str = "auto") -> str:
-    """Draw the compiled plan of `graph` into `path`; return the engine used ("dot", "graphc" or "html").
+    """Draw the compiled plan of `graph` into `path`; return what laid it out.
 
     The format follows the extension (.svg .png .pdf .dot .html). `engine`
     "auto" uses Graphviz `dot` when it is on PATH, else graphc's own layout;
-    "dot" and "graphc" force one.
+    "dot" and "graphc" force one. Returns "Graphviz dot" or "graphc" for a
+    picture, "dot" or "html" for text.
     """
     path = Path(path)
     ext = path.suffix.lower()
@@ -110,6 +109,7 @@ def viz(graph: Graph, path: str | Path, *, backward: bool = False, numbered: boo
         from .viz_html import html_page
         _write(path, html_page(scene).encode())
         return "html"
+    from .viz_dot import run_dot, scene_dot
     if ext == ".dot":
         _write(path, scene_dot(scene).encode())
         return "dot"
@@ -117,7 +117,12 @@ def viz(graph: Graph, path: str | Path, *, backward: bool = False, numbered: boo
         engine = "dot" if shutil.which("dot") else "graphc"
     if engine == "dot":
         _write(path, run_dot(scene_dot(scene), ext[1:]))
-        return "dot"
+        return "Graphviz dot"
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise GraphcError("drawing without Graphviz needs matplotlib",
+                          help="install Graphviz (`dot`), or pip install 'graphc[train]'; .dot and .html need neither") from None
     from .viz_draw import draw_scene
     draw_scene(scene, path)
     return "graphc"
@@ -128,20 +133,6 @@ def _write(path: Path, data: bytes) -> None:
         path.write_bytes(data)
     except OSError as error:
         raise GraphcError(f"cannot write `{path}`: {error.strerror}") from None
-
-
-def run_dot(dot_text: str, fmt: str) -> bytes:
-    """Return the output of Graphviz `dot -T<fmt>` on DOT text."""
-    exe = shutil.which("dot")
-    if exe is None:
-        raise GraphcError("Graphviz `dot` is not on PATH", help="install graphviz, or use graphc's own layout")
-    try:
-        done = subprocess.run([exe, f"-T{fmt}"], input=dot_text.encode(), capture_output=True, timeout=120)
-    except subprocess.TimeoutExpired:
-        raise GraphcError("Graphviz `dot` took longer than 120 s", help="draw with graphc's own layout") from None
-    if done.returncode != 0:
-        raise GraphcError(f"Graphviz `dot` failed: {done.stderr.decode(errors='replace').strip()}")
-    return done.stdout
 
 
 # ---- the scene: what is drawn ---------------------------------------------------------
@@ -203,13 +194,12 @@ def build_scene(graph: Graph, p: Plan, *, backward: bool, numbered: bool) -> Sce
             edges.append(VEdge(q, s.node, "", "param"))
     if backward:
         for b in p.backward:
-            first = True
-            for t, need in zip(b.targets, b.needs):
-                if not need or t not in nodes:
-                    continue
-                label = f"∇{b.index} {b.rule}" if first else f"∇{b.index}"
+            targets = [t for t, need in zip(b.targets, b.needs) if need and t in nodes]
+            # The rule goes on the arrow to the data input (the path a student follows), else the first.
+            main = next((t for t in targets if not nodes[t].small), targets[0] if targets else None)
+            for t in targets:
+                label = f"∇{b.index} {b.rule}" if t == main else f"∇{b.index}"
                 edges.append(VEdge(b.node, t, label, "grad", b.index))
-                first = False
         for t, n in p.fan_in.items():
             if n > 1 and t in nodes:
                 nodes[t].note = f"Σ of {n} gradients"
@@ -359,8 +349,22 @@ def scene_layout(scene: Scene, measure):
     from .layout import layered_layout
     sizes = {v.id: box_size(v, measure) for v in scene.nodes}
     edges = [(e.src, e.dst) for e in scene.edges if e.kind != "grad"]
-    weights = {v.id: 0.15 if v.small else 1.0 for v in scene.nodes}
-    return layered_layout(sizes, edges, weights=weights, node_gap=0.3, layer_gap=0.42, margin=0.3)
+    consumers: dict[str, list[str]] = {}
+    for u, w in edges:
+        consumers.setdefault(u, []).append(w)
+    side = {v.id: consumers[v.id][0] for v in scene.nodes if v.small and len(consumers.get(v.id, ())) == 1}
+    return layered_layout(sizes, edges, side=side, groups={v.id: cluster_chain(scene, v.cluster)
+                                                           for v in scene.nodes},
+                          node_gap=0.3, layer_gap=0.42, margin=0.3)
+
+
+def cluster_chain(scene: Scene, cluster: str) -> tuple[str, ...]:
+    """Return the block instances a node lies in, outermost first."""
+    chain = []
+    while cluster in scene.clusters:
+        chain.append(cluster)
+        cluster = scene.clusters[cluster].parent
+    return tuple(reversed(chain))
 
 
 def estimate_width(text: str, pt: float, bold: bool = False) -> float:
@@ -376,88 +380,3 @@ def estimate_width(text: str, pt: float, bold: bool = False) -> float:
         else:
             em += 0.56
     return em * pt / 72 * (1.08 if bold else 1.0)
-
-
-# ---- DOT --------------------------------------------------------------------------------
-
-def scene_dot(scene: Scene) -> str:
-    """Return the scene as Graphviz DOT (HTML-like labels; ids name nodes and edges in the SVG)."""
-    out = [f"digraph {_q(scene.title)} {{",
-           '  graph [rankdir=TB, nodesep=0.25, ranksep=0.4, fontname="Helvetica", labelloc=b, '
-           'newrank=true, pad=0.2];',
-           '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11, '
-           f'color="#455a64", margin="0.1,0.04"];',
-           f'  edge [fontname="Helvetica", fontsize=9, color="{EDGE_COLOUR}", fontcolor="#37474f", '
-           'arrowsize=0.7];']
-    children: dict[str, list[str]] = {}
-    for c in scene.clusters.values():
-        children.setdefault(c.parent, []).append(c.id)
-    members: dict[str, list[VNode]] = {}
-    for v in scene.nodes:
-        members.setdefault(v.cluster if v.cluster in scene.clusters else "", []).append(v)
-
-    def emit_cluster(cid: str, indent: str) -> None:
-        for v in members.get(cid, []):
-            out.append(indent + _dot_node(v))
-        for child in children.get(cid, []):
-            c = scene.clusters[child]
-            out.append(f"{indent}subgraph {_q('cluster_' + child)} {{")
-            out.append(f'{indent}  graph [id={_q("cluster:" + child)}, label={_q(c.label)}, style="rounded,dashed", '
-                       f'color="#78909c", fontcolor="#455a64", fontsize=10, labeljust=l];')
-            emit_cluster(child, indent + "  ")
-            out.append(indent + "}")
-
-    emit_cluster("", "  ")
-    for e in scene.edges:
-        out.append("  " + _dot_edge(e))
-    out.append(f"  graph [label={_legend_html(scene)}];")
-    out.append("}")
-    return "\n".join(out) + "\n"
-
-
-def _dot_node(v: VNode) -> str:
-    size = 8 if v.small else 9
-    rows = [f"<b>{_h(v.title)}</b>"] + [f'<font point-size="{size}">{_h(t)}</font>' for t in v.lines]
-    if v.note:
-        rows.append(f'<font point-size="{size}" color="{GRAD_COLOUR}">{_h(v.note)}</font>')
-    attrs = [f"id={_q('node:' + v.id)}", f"label=<{'<br/>'.join(rows)}>", f'fillcolor="{COLOURS[v.family]}"',
-             f"tooltip={_q(v.id)}"]
-    if v.small:
-        attrs += ["fontsize=9", "height=0.3", 'margin="0.06,0.02"', 'style="filled"', 'color="#b0a060"']
-    if v.note:
-        attrs += [f'color="{GRAD_COLOUR}"', "penwidth=1.6"]
-    return f"{_q(v.id)} [{', '.join(attrs)}];"
-
-
-def _dot_edge(e: VEdge) -> str:
-    if e.kind == "grad":
-        label = "\n".join(textwrap.wrap(e.label, 30)) if e.label else ""
-        attrs = [f"id={_q(f'grad:{e.step}:{e.src}->{e.dst}')}", "style=dashed", f'color="{GRAD_COLOUR}"',
-                 f'fontcolor="{GRAD_COLOUR}"', "constraint=false", "fontsize=8", "arrowsize=0.6",
-                 f"label={_q(label)}"]
-    else:
-        attrs = [f"id={_q(f'edge:{e.src}->{e.dst}')}"]
-        if e.kind == "param":
-            attrs += ['color="#b0a060"', "arrowsize=0.5"]
-        if e.label:
-            attrs.append(f"label={_q(' ' + e.label)}")
-    return f"{_q(e.src)} -> {_q(e.dst)} [{', '.join(attrs)}];"
-
-
-def _legend_html(scene: Scene) -> str:
-    cells = []
-    for text, colour in scene.legend:
-        if text == "gradient step":
-            cells.append(f'<td><font color="{colour}">- - ▶ {_h(text)}</font></td>')
-        else:
-            cells.append(f'<td bgcolor="{colour}" border="1">{_h(text)}</td>')
-    return (f'<<table border="0" cellspacing="4" cellpadding="3"><tr><td colspan="{max(len(cells), 1)}">'
-            f"<b>{_h(scene.title)}</b></td></tr><tr>{''.join(cells)}</tr></table>>")
-
-
-def _q(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def _h(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
