@@ -205,7 +205,7 @@ class _Builder:
 
     def param_decl(self, stmt: S.ParamDecl, scope, full) -> None:
         shape = self.shape(stmt.shape, scope)
-        init, init_args, decay = "he", {}, True
+        init, init_args, decay = "he", {}, None
         given_init = False
         for option in stmt.options:
             if option.name == "init":
@@ -228,6 +228,11 @@ class _Builder:
         node = self.unique(full)
         fan_in = shape[0] if shape else 1
         fan_out = shape[-1] if shape else 1
+        weight = len(shape) >= 2
+        if decay is None:
+            decay = weight     # like layers: weights are decayed, biases and scalars are not
+        if not given_init and not weight:
+            init, given_init = "zeros", True   # a bias-like vector starts at zero, as a layer's bias does
         self.graph.nx.add_node(node, kind="param", op=None, inputs=[], attrs={}, span=stmt.span,
                                trace=scope.trace, block=scope.block, params={},
                                declared=TensorType(shape, batched=False))
