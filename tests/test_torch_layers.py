@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+from torch_parity import torch_args  # noqa: E402
 F = torch.nn.functional
 
 from graphc.ops import lookup  # noqa: E402
@@ -48,7 +49,7 @@ def test_forward_and_gradients_match_torch(name, index):
     op = lookup(name)
     case = Case(op, op.samples[index])
     out, _ = case.forward()
-    tensors = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in case.args]
+    tensors = torch_args(case)
     expected = torch_forward(case, tensors)
     np.testing.assert_allclose(out, expected.detach().numpy(), atol=1e-5, rtol=1e-6)
 

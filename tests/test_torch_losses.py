@@ -11,6 +11,7 @@ from graphc.ops import all_ops
 from op_harness import Case
 
 torch = pytest.importorskip("torch")
+from torch_parity import torch_args, torch_backward  # noqa: E402
 F = torch.nn.functional
 
 
@@ -63,16 +64,9 @@ IDS = [f"{op.name}-{i}" for op, i in CASES]
 
 
 def torch_forward_backward(case, fn, grad_out):
-    """Return torch's loss and the gradient of every argument (None where not differentiable)."""
-    xs = []
-    for a, kind, nondiff in zip(case.args, case.kinds, case.nondiff):
-        if kind != "float":
-            xs.append(torch.from_numpy(a))
-        else:
-            xs.append(torch.tensor(a, dtype=torch.float64, requires_grad=not nondiff))
-    out = fn(*xs, case)
-    out.backward(torch.from_numpy(grad_out))
-    return out.detach().numpy(), [x.grad.numpy() if x.requires_grad else None for x in xs]
+    """Return torch's output and the gradient of every argument (None where not differentiable)."""
+    xs = torch_args(case)
+    return torch_backward(xs, fn(*xs, case), grad_out)
 
 
 def test_every_loss_has_a_torch_reference():

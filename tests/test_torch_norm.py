@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+from torch_parity import torch_args  # noqa: E402
 F = torch.nn.functional
 
 from graphc.ops import lookup  # noqa: E402
@@ -45,7 +46,7 @@ def test_forward_and_gradients_match_torch(name, index):
     grad_out = np.random.default_rng(11 + index).standard_normal(out.shape)
     grads = case.backward(grad_out)
 
-    tensors = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in case.args]
+    tensors = torch_args(case)
     y = _torch_forward(name, case.attrs, tensors[0], tensors[1:], case.in_types[0].shape)
     y.backward(torch.tensor(grad_out))
 
