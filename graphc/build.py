@@ -162,8 +162,29 @@ class _Scope:
         self.block = block
         self.stack = stack             # block names being expanded, for recursion
         self.defined: dict[str, tuple[int, Span]] = {}
-        self.refs: dict[str, set[str]] = {}
+        self.refs = _Refs()              # name -> the names its definition mentions
         self.current = 0
+
+
+class _Refs:
+    """The names each definition's expression mentions, worked out only when asked.
+
+    Only a forward reference (a possible cycle) asks, so a body that has none
+    never walks its expressions a second time.
+    """
+
+    def __init__(self) -> None:
+        self.values: dict[str, object] = {}   # name -> its expression (None for declarations)
+        self._names: dict[str, set[str]] = {}
+
+    def get(self, name: str, default=None):
+        if name not in self.values:
+            return default
+        names = self._names.get(name)
+        if names is None:
+            value = self.values[name]
+            names = self._names[name] = _names_in(value, set()) if value is not None else set()
+        return names
 
 
 class _StatementNames:
@@ -269,28 +290,28 @@ def _root_of(expr):
 
 
 def _names_in(expr, out: set) -> set:
-    if isinstance(expr, S.Name):
-        out.add(expr.id)
-    elif isinstance(expr, S.Call):
-        for a in expr.args:
-            _names_in(a, out)
-        for k in expr.keywords:
-            _names_in(k.value, out)
-    elif isinstance(expr, S.Repeat):
-        _names_in(expr.count, out)
-        _names_in(expr.call, out)
-    elif isinstance(expr, S.BinOp):
-        _names_in(expr.left, out)
-        _names_in(expr.right, out)
-    elif isinstance(expr, S.Negate):
-        _names_in(expr.operand, out)
-    elif isinstance(expr, S.Chain):
-        _names_in(expr.head, out)
-        for link in expr.links:
-            _names_in(link, out)
-    elif isinstance(expr, S.ListExpr):
-        for i in expr.items:
-            _names_in(i, out)
+    """Add the names expr mentions to `out`, left to right; return `out`.
+
+    Walked with an explicit stack (children pushed in reverse, so the order is
+    that of a recursive walk): it runs deep inside the builder's own recursion.
+    """
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, S.Name):
+            out.add(e.id)
+        elif isinstance(e, S.Call):
+            stack += reversed([*e.args, *(k.value for k in e.keywords)])
+        elif isinstance(e, S.Repeat):
+            stack += (e.call, e.count)
+        elif isinstance(e, S.BinOp):
+            stack += (e.right, e.left)
+        elif isinstance(e, S.Negate):
+            stack.append(e.operand)
+        elif isinstance(e, S.Chain):
+            stack += reversed([e.head, *e.links])
+        elif isinstance(e, S.ListExpr):
+            stack += reversed(e.items)
     return out
 
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 import math
 
 from . import syntax as S
-from .build import (OPERATORS, POISON, _RESERVED, Const, Symbol, Tensor, _did_you_mean, _names_in,
-                    _Scope, _StatementNames)
+from .build import OPERATORS, POISON, _RESERVED, Const, Symbol, Tensor, _did_you_mean, _Scope, _StatementNames
 from .diagnostics import Diagnostic, Note
 from .graph import ParamInfo
 from .infer import MAX_ELEMENTS
@@ -90,7 +89,7 @@ class _Builder:
                 continue
             scope.defined[name] = (index, stmt.name_span)
             value = getattr(stmt, "value", None)
-            scope.refs[name] = _names_in(value, set()) if value is not None else set()
+            scope.refs.values[name] = value
         returned = None
         for index, stmt in enumerate(body):
             scope.current = index
@@ -372,18 +371,18 @@ class _Builder:
                        help=_did_you_mean(call.func, [*all_names(), *self.blocks])
                        or "see `graphc ops` for the list of ops")
             return POISON
-        return self.apply(call, op.name, args, keywords, scope, names, rep)
+        return self.apply(call, op.name, args, keywords, scope, names, rep, op)
 
-    def apply(self, syntax, op_name, args, keywords, scope, names, rep=None):
-        """Create the node of an op call; return its Tensor (or POISON)."""
-        op: OpDef = lookup(op_name)
+    def apply(self, syntax, op_name, args, keywords, scope, names, rep=None, op=None):
+        """Create the node of an op call; return its Tensor (or POISON). `op`: the OpDef, if looked up."""
+        if op is None:
+            op = lookup(op_name)
         span = syntax.span
-        where = getattr(syntax, "func_span", span)
         inputs, attr_values, arg_spans = {}, {}, {}
-        n_inputs = len(args) if op.variadic else len(op.inputs)
-        positional_attrs = [a for a in op.attrs]
-        if not op.variadic and len(args) > len(op.inputs) + len(positional_attrs):
-            self.error(f"`{op.name}` takes at most {len(op.inputs) + len(positional_attrs)} arguments, "
+        op_inputs, op_attrs, variadic = op.inputs, op.attrs, op.variadic
+        n_inputs = len(args) if variadic else len(op_inputs)
+        if not variadic and len(args) > len(op_inputs) + len(op_attrs):
+            self.error(f"`{op.name}` takes at most {len(op_inputs) + len(op_attrs)} arguments, "
                        f"got {len(args)}", span, scope, help=_signature(op))
             return POISON
         for i, (value, arg_span) in enumerate(args):
@@ -391,12 +390,12 @@ class _Builder:
                 inputs[i] = value
                 arg_spans[i] = arg_span
             else:
-                attr = positional_attrs[i - n_inputs]
-                attr_values[attr.name] = value
-                arg_spans[attr.name] = arg_span
+                name = op_attrs[i - n_inputs].name
+                attr_values[name] = value
+                arg_spans[name] = arg_span
         for keyword, value in keywords:
-            if keyword.name in op.inputs and not op.variadic:
-                index = op.inputs.index(keyword.name)
+            if keyword.name in op_inputs and not variadic:
+                index = op_inputs.index(keyword.name)
                 if index in inputs:
                     self.error(f"`{keyword.name}` is given twice", keyword.span, scope)
                     return POISON
@@ -410,18 +409,21 @@ class _Builder:
                 arg_spans[keyword.name] = _span(keyword.value)
             else:
                 self.error(f"`{op.name}` has no argument `{keyword.name}`", keyword.name_span, scope,
-                           help=_did_you_mean(keyword.name, [*op.inputs, *(a.name for a in op.attrs)])
+                           help=_did_you_mean(keyword.name, [*op_inputs, *(a.name for a in op_attrs)])
                            or _signature(op))
                 return POISON
-        missing = [op.inputs[i] for i in range(len(op.inputs)) if i not in inputs]
-        if missing or (op.variadic and not inputs):
+        if any(i not in inputs for i in range(len(op_inputs))) or (variadic and not inputs):
             got = len(inputs)
-            self.error(f"`{op.name}` needs {len(op.inputs)} tensor input{'s' * (len(op.inputs) > 1)} "
-                       f"({', '.join(op.inputs)}), got {got}", span, scope, help=_signature(op))
+            self.error(f"`{op.name}` needs {len(op_inputs)} tensor input{'s' * (len(op_inputs) > 1)} "
+                       f"({', '.join(op_inputs)}), got {got}", span, scope, help=_signature(op))
             return POISON
-        if any(v is POISON for v in [*inputs.values(), *attr_values.values()]):
-            return POISON
+        for value in inputs.values():
+            if value is POISON:
+                return POISON
         plain = {}
+        for value in attr_values.values():
+            if value is POISON:
+                return POISON
         for name, value in attr_values.items():
             if isinstance(value, Tensor):
                 self.error(f"`{name}` of `{op.name}` must be a constant, not a tensor", arg_spans[name], scope,
@@ -431,7 +433,7 @@ class _Builder:
         try:
             attrs = resolve_attrs(op, plain)
         except AttrError as error:
-            self.error(error.message, arg_spans.get(error.name, where), scope,
+            self.error(error.message, arg_spans.get(error.name, getattr(syntax, "func_span", span)), scope,
                        help=error.help or _signature(op))
             return POISON
         rep_index, last = (rep[1], rep[2]) if rep else (None, True)
@@ -439,10 +441,14 @@ class _Builder:
         if names is None:
             self.error(f"`{op.name}` cannot be used here: a constant is expected", span, scope)
             return POISON
+        G = self.graph.nx
         node = self.unique(names.node_name(key, rep_index, last))
         input_nodes = []
         for i in sorted(inputs):
             value = inputs[i]
+            if type(value) is Tensor:
+                input_nodes.append(value.node)
+                continue
             if isinstance(value, Symbol):
                 self.undefined(value, scope)
                 return POISON
@@ -450,22 +456,29 @@ class _Builder:
                 if isinstance(value.value, bool) or not isinstance(value.value, (int, float)):
                     self.error(f"expected a tensor or a number, got {value.value!r}", arg_spans[i], scope)
                     return POISON
-                const = self.unique(f"{node}.{op.inputs[min(i, len(op.inputs) - 1)]}")
-                self.graph.nx.add_node(const, kind="const", op=None, inputs=[], attrs={}, span=arg_spans[i],
-                                       trace=scope.trace, block=scope.block, params={},
-                                       value=value.value, declared=TensorType((), batched=False))
+                const = self.unique(f"{node}.{op_inputs[min(i, len(op_inputs) - 1)]}")
+                G.add_node(const, kind="const", op=None, inputs=[], attrs={}, span=arg_spans[i],
+                           trace=scope.trace, block=scope.block, params={},
+                           value=value.value, declared=TensorType((), batched=False))
                 input_nodes.append(const)
             else:
                 input_nodes.append(value.node)
-        owner = names.owner(key, rep_index, last)
-        params = {p.role: self.unique(f"{owner}.{p.role}") for p in op.active_params(attrs)}
-        self.graph.nx.add_node(node, kind="op", op=op.name, inputs=input_nodes, attrs=attrs, span=span,
-                               trace=scope.trace, block=scope.block, params=params, arg_spans=arg_spans)
+        if op.params:
+            owner = names.owner(key, rep_index, last)
+            params = {p.role: self.unique(f"{owner}.{p.role}") for p in op.active_params(attrs)}
+        else:
+            params = {}
+        G.add_node(node, kind="op", op=op.name, inputs=input_nodes, attrs=attrs, span=span,
+                   trace=scope.trace, block=scope.block, params=params, arg_spans=arg_spans)
+        # One edge per distinct input, listing the input slots it feeds (the node is new: no edges yet).
+        slots: dict[str, list[int]] = {}
         for slot, src in enumerate(input_nodes):
-            if self.graph.nx.has_edge(src, node):
-                self.graph.nx.edges[src, node]["slots"].append(slot)
+            if src in slots:
+                slots[src].append(slot)
             else:
-                self.graph.nx.add_edge(src, node, slots=[slot])
+                slots[src] = [slot]
+        for src, feeds in slots.items():
+            G.add_edge(src, node, slots=feeds)
         return Tensor(node)
 
     def expand(self, block: S.Block, call: S.Call, args, keywords, scope, names, rep):

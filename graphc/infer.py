@@ -25,6 +25,9 @@ MAX_ELEMENTS = 2 ** 40
 def infer(graph: Graph, diagnostics: Diagnostics) -> Graph:
     """Type every node of the graph in topological order; return the graph."""
     G = graph.nx
+    nodes = dict(G.nodes(data=True))   # name -> its attribute dict (the graph's own dicts)
+    pred = G.pred
+    params, state = graph.params, graph.state
     reported = set()   # a block used twice makes the same mistake twice: report it once
 
     def report(message, span, help, attrs):
@@ -33,18 +36,19 @@ def infer(graph: Graph, diagnostics: Diagnostics) -> Graph:
             reported.add(key)
             diagnostics.add(Diagnostic("error", message, span, help, trace_notes(attrs)))
 
-    for node in nx.topological_sort(G):
-        attrs = G.nodes[node]
+    for node in topological_order(G):
+        attrs = nodes[node]
         if attrs["kind"] != "op":
             attrs["type"] = attrs["declared"]
             attrs["flops"] = 0
             continue
-        in_types = [G.nodes[i].get("type") for i in attrs["inputs"]]
+        in_types = [nodes[i].get("type") for i in attrs["inputs"]]
         if any(t is None for t in in_types):
             continue
         op = lookup(attrs["op"])
+        op_attrs = attrs["attrs"]
         try:
-            out_type = op.shape_rule(in_types, attrs["attrs"])
+            out_type = op.shape_rule(in_types, op_attrs)
         except ShapeError as error:
             spans = attrs.get("arg_spans", {})
             span = spans.get(error.arg, attrs["span"]) if error.arg is not None else attrs["span"]
@@ -54,32 +58,65 @@ def infer(graph: Graph, diagnostics: Diagnostics) -> Graph:
                 message = error.message
             report(message, span, error.help, attrs)
             continue
-        param_shapes = {spec.role: tuple(int(d) for d in spec.shape(in_types, attrs["attrs"]))
-                        for spec in op.active_params(attrs["attrs"])}
-        sizes = [_size(out_type.shape), *(_size(shape) for shape in param_shapes.values())]
-        if max(sizes) > MAX_ELEMENTS:
+        active = op.active_params(op_attrs) if op.params else ()
+        param_shapes = [tuple(int(d) for d in spec.shape(in_types, op_attrs)) for spec in active]
+        too_large = _size(out_type.shape) > MAX_ELEMENTS
+        for shape in param_shapes:
+            too_large = too_large or _size(shape) > MAX_ELEMENTS
+        if too_large:
             # Sizes are Python ints here, but NumPy (summary, init, run) needs them to fit int64.
             report(f"{op.name}: a tensor here would hold more than {MAX_ELEMENTS:,} elements", attrs["span"],
                    "check the sizes given; that is graphc's limit per tensor", attrs)
             continue
         attrs["type"] = out_type
-        attrs["flops"] = int(op.flops(in_types, out_type, attrs["attrs"]))
+        attrs["flops"] = int(op.flops(in_types, out_type, op_attrs))
+        edges = pred[node]
         for src in set(attrs["inputs"]):
-            G.edges[src, node]["type"] = G.nodes[src]["type"]
-        for spec in op.active_params(attrs["attrs"]):
+            edges[src]["type"] = nodes[src]["type"]
+        for spec, shape in zip(active, param_shapes):
             name = attrs["params"][spec.role]
-            shape = param_shapes[spec.role]
-            graph.params[name] = ParamInfo(name, shape, spec.init, dict(spec.init_args),
-                                           fans(shape, spec.layout), spec.decay, spec.follows_default,
-                                           node, spec.role, attrs["span"])
+            params[name] = ParamInfo(name, shape, spec.init, dict(spec.init_args), fans(shape, spec.layout),
+                                     spec.decay, spec.follows_default, node, spec.role, attrs["span"])
         attrs["state"] = {}
         for spec in op.state:
             name = f"{node}.{spec.role}"
             attrs["state"][spec.role] = name
-            graph.state[name] = StateInfo(name, tuple(spec.shape(in_types, attrs["attrs"])), spec.fill,
-                                          node, spec.role)
+            state[name] = StateInfo(name, tuple(spec.shape(in_types, op_attrs)), spec.fill, node, spec.role)
     _check_loss(graph, diagnostics)
     return graph
+
+
+def topological_order(G: nx.DiGraph) -> list:
+    """Return the nodes in `nx.topological_sort`'s order (generation by generation), computed faster.
+
+    The order decides which error is reported first and the order of
+    `graph.params` (and so which random numbers initialise which weight), so
+    it must be networkx's exactly: Kahn's algorithm over `G.in_degree()` and
+    `G.succ`, both in insertion order. Raises NetworkXUnfeasible on a cycle.
+    """
+    indegree = {}
+    zero = []
+    for v, d in G.in_degree():
+        if d:
+            indegree[v] = d
+        else:
+            zero.append(v)
+    succ = G.succ
+    order = []
+    while zero:
+        generation, zero = zero, []
+        for v in generation:
+            for child in succ[v]:
+                d = indegree[child] - 1
+                if d:
+                    indegree[child] = d
+                else:
+                    zero.append(child)
+                    del indegree[child]
+        order += generation
+    if indegree:
+        raise nx.NetworkXUnfeasible("Graph contains a cycle or graph changed during iteration")
+    return order
 
 
 def _size(shape) -> int:

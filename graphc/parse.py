@@ -2,17 +2,24 @@
 
 Input: a SourceFile (and, through `parse_program`, the files it includes).
 Output: `syntax.Module` per file. The grammar (grammar/graphc.lark) is loaded
-once; lark's parse tree is turned into frozen syntax dataclasses by a separate
-Transformer pass (lark gives no positions to a Transformer passed to `Lark`).
+once. The LALR parser builds the frozen syntax dataclasses directly, as it
+reduces each rule (an inline transformer, `_ToSyntax`): no lark tree is built
+and no second pass walks one. lark gives such a transformer no positions, so
+it keeps every token (`keep_all_tokens`) and computes each node's span from
+its first and last token, exactly as lark's `propagate_positions` would.
+
+`parse` is not re-entrant: the parser, its post-lexer and the transformer hold
+per-parse state, so one lock serialises parses across threads.
 """
 from __future__ import annotations
 
 import difflib
 import re
+import threading
 from copy import copy
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, Tree, v_args
+from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import syntax as S
@@ -75,28 +82,30 @@ def _cache_path() -> str | bool:
     import hashlib
 
     import lark
-    digest = hashlib.sha256(grammar_path().read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(grammar_path().read_bytes() + repr(sorted(_OPTIONS.items())).encode()).hexdigest()[:16]
     return os.path.join(folder, f"grammar-{digest}-lark{lark.__version__}.cache") if os.access(folder, os.W_OK) else True
 
 
+# Parser options that shape the tables or the callbacks (also part of the cache file's name).
+# Positions are not propagated (that costs as much as parsing): `_ToSyntax` computes spans
+# from the tokens, which `keep_all_tokens` leaves in every rule's children.
+_OPTIONS = {"parser": "lalr", "lexer": "contextual", "maybe_placeholders": True, "keep_all_tokens": True,
+            "propagate_positions": False}
 _comments: list[Token] = []
 _postlex = _BracketNewlines()
-_PARSER = Lark(grammar_path().read_text(), parser="lalr", lexer="contextual", postlex=_postlex,
-               propagate_positions=True, maybe_placeholders=True, cache=_cache_path(),
-               lexer_callbacks={"COMMENT": _comments.append})
+_LOCK = threading.Lock()
+
 
 _WORDS = {
     "NAME": "a name", "NUMBER": "a number", "INT_NUMBER": "a whole number", "STRING": "a string",
     "_NL": "a new line", "$END": "the end of the file", "COMMENT": "a comment",
-}
-for _term in _PARSER.terminals:
-    if _term.name not in _WORDS and _term.pattern.type == "str":
-        _WORDS[_term.name] = f"`{_term.pattern.value}`"
+}   # and every literal terminal, as `text` (filled in at the end of the module, with the parser)
 _ITEM_START = re.compile(r"^(model|block|train|include)\b", re.M)
 _MAX_SYNTAX_ERRORS = 20
-# The transformer and the builder recurse once (a few frames) per level of the
+# The builder and the formatter recurse once (a few frames) per level of the
 # tree; past this depth Python's recursion limit would turn a long `a + b + ...`
-# or `-(-(-x))` into a crash, so it is a diagnostic instead.
+# or `-(-(-x))` into a crash, so it is a diagnostic instead. A level is a node of
+# lark's parse tree (start = 1, an item = 2, a statement = 3; parentheses add none).
 _MAX_DEPTH = 200
 
 
@@ -105,14 +114,20 @@ def parse(source: SourceFile) -> S.Module:
 
     After a syntax error the parser skips to the next top-level item
     (`model`, `block`, `train`, `include` at the start of a line), so each
-    broken item is reported once.
+    broken item is reported once. Not re-entrant; threads take turns (`_LOCK`).
     """
+    with _LOCK:
+        return _parse(source)
+
+
+def _parse(source: SourceFile) -> S.Module:
     text = source.text
     diagnostics = Diagnostics()
     while True:
         _comments.clear()
+        _TO_SYNTAX.start_file(source)
         try:
-            tree = _PARSER.parse(text)
+            items = _PARSER.parse(text)
             break
         except UnexpectedInput as error:
             diagnostics.add(_explain(error, source, text))
@@ -121,35 +136,14 @@ def parse(source: SourceFile) -> S.Module:
             text = _blank_item(text, _error_offset(error, source))
             if text is None:
                 break
+        finally:
+            deep = _TO_SYNTAX.end_file()
     diagnostics.raise_if_errors()
-    deep = _too_deep(tree)
     if deep is not None:
-        raise GraphcError(f"expression nested more than {_MAX_DEPTH} levels deep",
-                          span=Span(source, deep.meta.start_pos, deep.meta.end_pos),
+        raise GraphcError(f"expression nested more than {_MAX_DEPTH} levels deep", span=deep.span,
                           help="split it into several statements")
     comments = tuple(S.Comment(t.value, Span(source, t.start_pos, t.end_pos)) for t in _comments)
-    items = _ToSyntax(source).transform(tree)
     return S.Module(source, tuple(items), comments)
-
-
-def _too_deep(tree: Tree) -> Tree | None:
-    """Return the statement holding a subtree deeper than _MAX_DEPTH levels, or None.
-
-    Walked with an explicit stack: recursion is what the limit protects.
-    """
-    stack = [(tree, 1, tree)]
-    while stack:
-        node, depth, statement = stack.pop()
-        if depth > _MAX_DEPTH:
-            return statement
-        if node.data in _STATEMENTS:
-            statement = node
-        stack.extend((child, depth + 1, statement) for child in node.children if isinstance(child, Tree))
-    return None
-
-
-_STATEMENTS = {"assign", "output_decl", "return_stmt", "input_decl", "label_decl", "param_decl",
-               "setting", "block_param", "include"}
 
 
 def parse_program(path: str | Path | None = None, *, text: str | None = None,
@@ -413,7 +407,7 @@ def _blank_item(text: str, offset: int) -> str | None:
     return None if new_text == text else new_text
 
 
-# ---- parse tree -> syntax dataclasses ------------------------------------------------
+# ---- tokens -> syntax dataclasses, while parsing ------------------------------------
 
 def _number(text: str) -> int | float:
     lowered = text.lower()
@@ -424,131 +418,286 @@ def _number(text: str) -> int | float:
     return int(text)
 
 
-@v_args(meta=True)
-class _ToSyntax(Transformer):
-    """Builds syntax dataclasses with spans from lark's tree (a pass after parsing)."""
+class _ClassType:
+    """`class[K]` on its way to its label_decl: the count, and where the `]` ends."""
 
-    def __init__(self, source: SourceFile):
-        super().__init__()
+    __slots__ = ("count", "end")
+
+    def __init__(self, count, end: int):
+        self.count, self.end = count, end
+
+
+class _ToSyntax:
+    """Builds the syntax dataclasses as the LALR parser reduces each rule (lark's inline transformer).
+
+    Each method receives its rule's children: syntax nodes, lark Tokens (every
+    keyword, punctuation mark and newline is kept) and None for an absent `[...]`.
+    A node's span runs from the start of its rule's first token to the end of
+    its last, as lark's `propagate_positions` computes it. Parentheses make no
+    node, but they belong to the enclosing rule's extent: `(a) + b` starts at
+    `(`, while `a` keeps its own span; `_outer` remembers, for each
+    parenthesised node, where its outermost parentheses start and end.
+
+    Not re-entrant: `start_file` sets the file before each parse.
+    """
+
+    def __init__(self) -> None:
+        self.source: SourceFile | None = None
+        self._outer: dict[int, tuple[object, int, int]] = {}
+        self._deep = None
+
+    def start_file(self, source: SourceFile) -> None:
+        """Prepare for a parse of `source` (or of a blanked copy of it, after a syntax error)."""
         self.source = source
+        self._outer = {}
+        self._deep = None
 
-    def _span(self, meta) -> Span:
-        return Span(self.source, meta.start_pos, meta.end_pos)
+    def end_file(self):
+        """Return the last statement nested more than _MAX_DEPTH levels deep (or None); forget the file."""
+        deep = self._deep
+        self.source, self._outer, self._deep = None, {}, None
+        return deep
+
+    # ---- positions ---------------------------------------------------------------
+    def _start(self, node) -> int:
+        """Where an expression's extent starts, its parentheses included."""
+        outer = self._outer.get(id(node))
+        return node.span.start if outer is None else outer[1]
+
+    def _end(self, node) -> int:
+        outer = self._outer.get(id(node))
+        return node.span.end if outer is None else outer[2]
 
     def _tok(self, tok: Token) -> Span:
         return Span(self.source, tok.start_pos, tok.end_pos)
 
-    def start(self, meta, items):
-        return [i for i in items if i is not None]
+    def _statement(self, stmt):
+        """Note `stmt` if it holds a subtree deeper than _MAX_DEPTH levels; return it."""
+        # Every level of the tree holds at least one token of its own, so a statement
+        # needs at least _MAX_DEPTH - 2 characters before it can be too deep.
+        if stmt.span.end - stmt.span.start >= _MAX_DEPTH - 2 and _height(stmt) + 2 > _MAX_DEPTH:
+            self._deep = stmt
+        return stmt
 
-    def include(self, meta, children):
-        return S.Include(children[0].value[1:-1], self._span(meta))
+    # ---- items -------------------------------------------------------------------
+    def start(self, children):
+        return [c for c in children if not isinstance(c, Token)]
 
-    def model(self, meta, children):
-        name, *body = children
-        return S.Model(name.value, tuple(b for b in body if b is not None), self._span(meta), self._tok(name))
+    def include(self, children):
+        keyword, path = children
+        return S.Include(path.value[1:-1], Span(self.source, keyword.start_pos, path.end_pos))
 
-    def block(self, meta, children):
-        name = children[0]
-        params = tuple(c for c in children[1:] if isinstance(c, S.BlockParam))
-        body = tuple(c for c in children[1:] if c is not None and not isinstance(c, S.BlockParam))
-        return S.Block(name.value, params, body, self._span(meta), self._tok(name))
+    def model(self, children):
+        name = children[1]
+        body = tuple(c for c in children[3:-1] if not isinstance(c, Token))
+        return S.Model(name.value, body, Span(self.source, children[0].start_pos, children[-1].end_pos),
+                       self._tok(name))
 
-    def block_param(self, meta, children):
-        name, default = children
-        return S.BlockParam(name.value, default, self._span(meta))
+    def block(self, children):
+        name = children[1]
+        params, body = [], []
+        for c in children[3:-1]:
+            if c is None or isinstance(c, Token):
+                continue
+            (params if isinstance(c, S.BlockParam) else body).append(c)
+        return S.Block(name.value, tuple(params), tuple(body),
+                       Span(self.source, children[0].start_pos, children[-1].end_pos), self._tok(name))
 
-    def train(self, meta, children):
-        model = children[0].value if children and isinstance(children[0], Token) else None
+    def block_param(self, children):
+        name, _, default = children
+        end = name.end_pos if default is None else self._end(default)
+        return self._statement(S.BlockParam(name.value, default, Span(self.source, name.start_pos, end)))
+
+    def train(self, children):
+        model = children[1].value if children[1].type == "NAME" else None
         settings = tuple(c for c in children if isinstance(c, S.Setting))
-        return S.Train(model, settings, self._span(meta))
+        return S.Train(model, settings, Span(self.source, children[0].start_pos, children[-1].end_pos))
 
-    def setting(self, meta, children):
-        key, value = children
-        return S.Setting(key.value, value, self._span(meta), self._tok(key))
+    def setting(self, children):
+        key, _, value = children
+        return self._statement(S.Setting(key.value, value, Span(self.source, key.start_pos, self._end(value)),
+                                         self._tok(key)))
 
-    def input_decl(self, meta, children):
-        name, shape = children
-        return S.InputDecl(name.value, shape, self._span(meta), self._tok(name))
+    # ---- statements ----------------------------------------------------------------
+    def input_decl(self, children):
+        keyword, name, _, shape = children
+        return self._statement(S.InputDecl(name.value, shape, Span(self.source, keyword.start_pos, shape.span.end),
+                                           self._tok(name)))
 
-    def label_decl(self, meta, children):
-        name, kind = children
+    def label_decl(self, children):
+        keyword, name, _, kind = children
         if isinstance(kind, S.ShapeExpr):
-            return S.LabelDecl(name.value, kind, None, self._span(meta), self._tok(name))
-        return S.LabelDecl(name.value, None, kind, self._span(meta), self._tok(name))
+            stmt = S.LabelDecl(name.value, kind, None, Span(self.source, keyword.start_pos, kind.span.end),
+                               self._tok(name))
+        else:
+            stmt = S.LabelDecl(name.value, None, kind.count, Span(self.source, keyword.start_pos, kind.end),
+                               self._tok(name))
+        return self._statement(stmt)
 
-    def class_type(self, meta, children):
-        return children[0]
+    def class_type(self, children):
+        return _ClassType(children[2], children[3].end_pos)
 
-    def param_decl(self, meta, children):
-        name, shape, *options = children
-        return S.ParamDecl(name.value, shape, tuple(options), self._span(meta), self._tok(name))
+    def param_decl(self, children):
+        keyword, name, _, shape, *options = children
+        end = options[-1].span.end if options else shape.span.end
+        return self._statement(S.ParamDecl(name.value, shape, tuple(options),
+                                           Span(self.source, keyword.start_pos, end), self._tok(name)))
 
-    def option(self, meta, children):
-        name, value = children
-        return S.Keyword(name.value, value, self._span(meta), self._tok(name))
+    def option(self, children):
+        name, _, value = children
+        return S.Keyword(name.value, value, Span(self.source, name.start_pos, self._end(value)), self._tok(name))
 
-    def output_decl(self, meta, children):
-        name, value = children
-        return S.OutputDecl(name.value, value, self._span(meta), self._tok(name))
+    def output_decl(self, children):
+        keyword, name, _, value = children
+        return self._statement(S.OutputDecl(name.value, value, Span(self.source, keyword.start_pos, self._end(value)),
+                                            self._tok(name)))
 
-    def assign(self, meta, children):
-        name, value = children
-        return S.Assign(name.value, value, self._span(meta), self._tok(name))
+    def assign(self, children):
+        name, _, value = children
+        return self._statement(S.Assign(name.value, value, Span(self.source, name.start_pos, self._end(value)),
+                                        self._tok(name)))
 
-    def return_stmt(self, meta, children):
-        return S.Return(children[0], self._span(meta))
+    def return_stmt(self, children):
+        keyword, value = children
+        return self._statement(S.Return(value, Span(self.source, keyword.start_pos, self._end(value))))
 
-    def shape(self, meta, children):
-        return S.ShapeExpr(tuple(c for c in children if c is not None), self._span(meta))
+    def shape(self, children):
+        dims = tuple(c for c in children[1:-1] if c is not None and not isinstance(c, Token))
+        return S.ShapeExpr(dims, Span(self.source, children[0].start_pos, children[-1].end_pos))
 
-    def chain(self, meta, children):
-        head, *links = children
-        return S.Chain(head, tuple(links), self._span(meta))
+    # ---- expressions ---------------------------------------------------------------
+    def chain(self, children):
+        head = children[0]
+        links = tuple(children[2::2])     # head, `->`, link, `->`, link, ...
+        return S.Chain(head, links, Span(self.source, self._start(head), links[-1].span.end))
 
-    def _call(self, meta, name: Token, args) -> S.Call:
-        args = [a for a in args if a is not None]
-        positional = tuple(a for a in args if not isinstance(a, S.Keyword))
-        keywords = tuple(a for a in args if isinstance(a, S.Keyword))
-        return S.Call(name.value, positional, keywords, self._span(meta), self._tok(name))
+    def _call(self, name: Token, args, start: int, end: int) -> S.Call:
+        positional, keywords = [], []
+        for a in args:
+            if a is None or isinstance(a, Token):
+                continue
+            (keywords if isinstance(a, S.Keyword) else positional).append(a)
+        return S.Call(name.value, tuple(positional), tuple(keywords), Span(self.source, start, end), self._tok(name))
 
-    def link(self, meta, children):
-        return self._call(meta, children[0], children[1:])
+    def link(self, children):
+        name = children[0]
+        return self._call(name, children[2:-1], name.start_pos, children[-1].end_pos)
 
-    def repeat_link(self, meta, children):
-        count, name, *args = children
-        call_meta = type("M", (), {"start_pos": name.start_pos, "end_pos": meta.end_pos})
-        return S.Repeat(count, self._call(call_meta, name, args), self._span(meta))
+    def repeat_link(self, children):
+        keyword, count, name = children[:3]
+        end = children[-1].end_pos
+        return S.Repeat(count, self._call(name, children[4:-1], name.start_pos, end),
+                        Span(self.source, keyword.start_pos, end))
 
-    def repeat_count(self, meta, children):
+    def repeat_count(self, children):
         tok = children[0]
         if tok.type == "NAME":
             return S.Name(tok.value, self._tok(tok))
         return S.Number(_number(tok.value), tok.value, self._tok(tok))
 
-    def call(self, meta, children):
-        return self._call(meta, children[0], children[1:])
+    def call(self, children):
+        name = children[0]
+        return self._call(name, children[2:-1], name.start_pos, children[-1].end_pos)
 
-    def keyword(self, meta, children):
-        name, value = children
-        return S.Keyword(name.value, value, self._span(meta), self._tok(name))
+    def keyword(self, children):
+        name, _, value = children
+        return S.Keyword(name.value, value, Span(self.source, name.start_pos, self._end(value)), self._tok(name))
 
-    def binary(self, meta, children):
+    def binary(self, children):
         left, op, right = children
-        return S.BinOp(op.value, left, right, self._span(meta), self._tok(op))
+        return S.BinOp(op.value, left, right, Span(self.source, self._start(left), self._end(right)), self._tok(op))
 
-    def negate(self, meta, children):
-        return S.Negate(children[1], self._span(meta))
+    def negate(self, children):
+        minus, operand = children
+        return S.Negate(operand, Span(self.source, minus.start_pos, self._end(operand)))
 
-    def number(self, meta, children):
+    def atom(self, children):
+        # `( expr )`, the one `atom` that is not renamed: the parentheses make no node.
+        left, inner, right = children
+        self._outer[id(inner)] = (inner, left.start_pos, right.end_pos)
+        return inner
+
+    def number(self, children):
         tok = children[0]
         return S.Number(_number(tok.value), tok.value, self._tok(tok))
 
-    def name(self, meta, children):
-        return S.Name(children[0].value, self._tok(children[0]))
+    def name(self, children):
+        tok = children[0]
+        return S.Name(tok.value, self._tok(tok))
 
-    def string(self, meta, children):
-        return S.String(children[0].value[1:-1], self._tok(children[0]))
+    def string(self, children):
+        tok = children[0]
+        return S.String(tok.value[1:-1], self._tok(tok))
 
-    def list(self, meta, children):
-        return S.ListExpr(tuple(c for c in children if c is not None), self._span(meta))
+    def list(self, children):
+        items = tuple(c for c in children[1:-1] if c is not None and not isinstance(c, Token))
+        return S.ListExpr(items, Span(self.source, children[0].start_pos, children[-1].end_pos))
+
+
+def _height(stmt) -> int:
+    """Return the height of a statement's subtree in lark's parse tree (a leaf is 1).
+
+    Mirrors the tree, not the dataclasses: `class[K]` is a level of its own, the
+    call inside a `repeat` is not. Walked with an explicit stack: recursion is
+    what the depth limit protects.
+    """
+    best = 0
+    stack = [(stmt, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        if depth > best:
+            best = depth
+        depth += 1
+        kind = type(node)
+        if kind is S.BinOp:
+            push((node.left, depth))
+            push((node.right, depth))
+        elif kind is S.Call:
+            for a in node.args:
+                push((a, depth))
+            for k in node.keywords:
+                push((k, depth))
+        elif kind is S.Chain:
+            push((node.head, depth))
+            for link in node.links:
+                push((link, depth))
+        elif kind is S.Repeat:
+            push((node.count, depth))
+            for a in node.call.args:
+                push((a, depth))
+            for k in node.call.keywords:
+                push((k, depth))
+        elif kind is S.Negate:
+            push((node.operand, depth))
+        elif kind is S.ListExpr:
+            for i in node.items:
+                push((i, depth))
+        elif kind is S.ShapeExpr:
+            for d in node.dims:
+                push((d, depth))
+        elif kind in (S.Keyword, S.Assign, S.OutputDecl, S.Return, S.Setting):
+            push((node.value, depth))
+        elif kind is S.BlockParam:
+            if node.default is not None:
+                push((node.default, depth))
+        elif kind is S.InputDecl:
+            push((node.shape, depth))
+        elif kind is S.LabelDecl:
+            if node.shape is not None:
+                push((node.shape, depth))
+            else:
+                push((node.classes, depth + 1))     # label_decl -> class_type -> the count
+        elif kind is S.ParamDecl:
+            push((node.shape, depth))
+            for o in node.options:
+                push((o, depth))
+    return best
+
+
+_TO_SYNTAX = _ToSyntax()
+_PARSER = Lark(grammar_path().read_text(), **_OPTIONS, postlex=_postlex, transformer=_TO_SYNTAX,
+               cache=_cache_path(), lexer_callbacks={"COMMENT": _comments.append})
+for _term in _PARSER.terminals:
+    if _term.name not in _WORDS and _term.pattern.type == "str":
+        _WORDS[_term.name] = f"`{_term.pattern.value}`"

@@ -169,48 +169,52 @@ def resolve_attrs(op: OpDef, given: dict) -> dict:
     `pair` becomes a 2-tuple, `ints` a tuple, `bool` a bool. Raises AttrError
     for an unknown or missing attribute or a value of the wrong kind.
     """
+    if given:
+        for name in given:
+            if op.attr(name) is None:
+                raise AttrError(name, f"`{op.name}` has no argument `{name}`")
     resolved = {}
-    for name in given:
-        if op.attr(name) is None:
-            raise AttrError(name, f"`{op.name}` has no argument `{name}`")
     for a in op.attrs:
-        if a.name not in given:
-            if a.required:
-                raise AttrError(a.name, f"`{op.name}` needs the argument `{a.name}`")
+        if a.name in given:
+            resolved[a.name] = _normalise(op, a, given[a.name])
+        elif a.default is REQUIRED:
+            raise AttrError(a.name, f"`{op.name}` needs the argument `{a.name}`")
+        else:
             resolved[a.name] = a.default if a.default is None else _normalise(op, a, a.default)
-            continue
-        resolved[a.name] = _normalise(op, a, given[a.name])
     return resolved
 
 
+def _bad(op: OpDef, a: Attr, value, expected: str) -> AttrError:
+    return AttrError(a.name, f"`{a.name}` of `{op.name}` must be {expected}, got {value!r}")
+
+
+def _number(op: OpDef, a: Attr, value, v, integer: bool):
+    """Return `v` (an item of `value`) as an int or float, checked against the attribute's minimum."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise _bad(op, a, value, "an integer" if integer else "a number")
+    if integer and not (isinstance(v, int) or float(v).is_integer()):
+        raise _bad(op, a, value, "an integer")
+    v = int(v) if integer else float(v)
+    if a.minimum is not None and v < a.minimum:
+        raise AttrError(a.name, f"`{a.name}` of `{op.name}` must be at least {a.minimum:g}, got {v}")
+    return v
+
+
 def _normalise(op: OpDef, a: Attr, value):
-    def bad(expected: str):
-        return AttrError(a.name, f"`{a.name}` of `{op.name}` must be {expected}, got {value!r}")
-
-    def number(v, integer):
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise bad("an integer" if integer else "a number")
-        if integer and not (isinstance(v, int) or float(v).is_integer()):
-            raise bad("an integer")
-        v = int(v) if integer else float(v)
-        if a.minimum is not None and v < a.minimum:
-            raise AttrError(a.name, f"`{a.name}` of `{op.name}` must be at least {a.minimum:g}, got {v}")
-        return v
-
     kind = a.kind
     if kind == "int":
-        return number(value, True)
+        return _number(op, a, value, value, True)
     if kind == "float":
-        return number(value, False)
+        return _number(op, a, value, value, False)
     if kind == "number":
-        return value if isinstance(value, int) and not isinstance(value, bool) else number(value, False)
+        return value if isinstance(value, int) and not isinstance(value, bool) else _number(op, a, value, value, False)
     if kind == "bool":
         if isinstance(value, bool):
             return value
-        raise bad("true or false")
+        raise _bad(op, a, value, "true or false")
     if kind == "str":
         if not isinstance(value, str):
-            raise bad("a name")
+            raise _bad(op, a, value, "a name")
         if a.choices and value not in a.choices:
             raise AttrError(a.name, f"`{a.name}` of `{op.name}` must be one of "
                             + ", ".join(a.choices) + f"; got `{value}`")
@@ -218,24 +222,24 @@ def _normalise(op: OpDef, a: Attr, value):
     if kind == "pair":
         items = list(value) if isinstance(value, (list, tuple)) else [value, value]
         if len(items) != 2:
-            raise bad("one integer or a list of two")
-        return tuple(number(v, True) for v in items)
+            raise _bad(op, a, value, "one integer or a list of two")
+        return tuple(_number(op, a, value, v, True) for v in items)
     if kind == "ints":
         items = list(value) if isinstance(value, (list, tuple)) else [value]
         if any(isinstance(v, bool) or not isinstance(v, int) for v in items):
-            raise bad("a list of integers")
+            raise _bad(op, a, value, "a list of integers")
         return tuple(items)
     if kind == "axis":
         if value is None:
             return None
         if isinstance(value, (list, tuple)):
             if any(isinstance(v, bool) or not isinstance(v, int) for v in value):
-                raise bad("an integer or a list of integers")
+                raise _bad(op, a, value, "an integer or a list of integers")
             return tuple(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise bad("an integer or a list of integers")
+            raise _bad(op, a, value, "an integer or a list of integers")
         return value
-    raise bad(kind)
+    raise _bad(op, a, value, kind)
 
 
 _REGISTRY: dict[str, OpDef] = {}
