@@ -5,27 +5,32 @@ their text or JSON rendering. A leaf: nothing in the pipeline imports it.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .graph import Graph
 
 
 def summary_rows(graph: Graph) -> list[dict]:
     """Return one row per node, in schedule order: name, op, shape, parameter count, FLOPs per sample."""
-    import networkx as nx
+    from .infer import topological_order
     rows = []
-    for node in nx.topological_sort(graph.nx):
+    for node in topological_order(graph.nx):
         a = graph.node(node)
         if a["kind"] == "const":
             continue
-        count = sum(int(np.prod(graph.params[p].shape, dtype=np.int64)) for p in a["params"].values())
+        count = sum(_elements(graph.params[p].shape) for p in a["params"].values())
         if a["kind"] == "param":
-            count = int(np.prod(graph.params[node].shape, dtype=np.int64))
+            count = _elements(graph.params[node].shape)
         t = a.get("type")
         rows.append({"node": node, "op": a["op"] or a["kind"], "shape": str(t) if t else "?",
                      "batched": bool(t.batched) if t else True, "params": count,
                      "flops": int(a.get("flops", 0)), "line": a["span"].line if a["span"] else None})
     return rows
+
+
+def _elements(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
 
 
 def summary_json(graph: Graph) -> dict:
