@@ -97,11 +97,11 @@ class TrainStep:
         self.name, self.kwargs, self.optimizer = optimizer_of(program)
         self.param_names = list(program.params)
 
-    def __call__(self, profile=None) -> float:
+    def __call__(self, profile=None) -> float | None:
         program = self.program
         values, grads = program.forward_backward(self.feeds, train=True, checked=False,
                                                  input_grads=False, profile=profile)
-        loss = program.loss_value(values)
+        loss = program.loss_value(values) if program.graph.loss is not None else None
         started = time.perf_counter() if profile is not None else 0.0
         self.optimizer.step({p: grads[p] for p in self.param_names if p in grads})
         if profile is not None:

@@ -87,6 +87,36 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--write", action="store_true", help="rewrite the file in place")
 
     command("ops", _ops, "list the built-in ops")
+
+    c = command("viz", _viz, "draw the compiled graph (.svg .png .pdf .dot .html)")
+    model_args(c)
+    c.add_argument("-o", "--output", required=True, metavar="OUT", help="the picture; its extension picks the format")
+    c.add_argument("--backward", action="store_true", help="add the backward steps and their gradient rules")
+    c.add_argument("--plan", action="store_true", help="number the steps in schedule order and show buffers")
+    c.add_argument("--layout", choices=["auto", "dot", "graphc"], default="auto",
+                   help="Graphviz dot (auto: when installed) or graphc's own layout")
+
+    c = command("inspect", _inspect, "activation histograms, first-layer filters, gradient magnitudes")
+    model_args(c)
+    c.add_argument("--activations", action="store_true", help="a histogram per activation layer")
+    c.add_argument("--filters", action="store_true", help="the first conv layer's filters")
+    c.add_argument("--gradients", action="store_true", help="mean |gradient| of each layer's weight")
+    c.add_argument("-o", "--output", metavar="OUT.png", help="the picture (default: <model>-inspect.png)")
+    c.add_argument("--weights", help="load weights from a .npz file first")
+    c.add_argument("--data", help="dataset name or directory; `random` for seeded standard-normal inputs")
+    c.add_argument("--batch", type=int, default=1000, help="samples in the batch (default 1000)")
+    c.add_argument("--init", metavar="SCHEME", help="initialise weights with this, e.g. normal(std=0.01), xavier")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a train setting")
+    c.add_argument("--seed", type=int)
+
+    c = command("bench", _bench, "train and inference samples/s at a batch size, with a per-node table")
+    model_args(c)
+    c.add_argument("--batch", type=int, default=100)
+    c.add_argument("--steps", type=int, default=50, help="steps per timed run")
+    c.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    c.add_argument("--repeats", type=int, default=5, help="timed runs; the median counts")
+    c.add_argument("--threads", type=int, help="BLAS threads (default: leave as they are)")
+    c.add_argument("--json", action="store_true", help="print the result as JSON")
     return p
 
 
@@ -159,6 +189,38 @@ def _fmt(args) -> int:
         path.write_text(formatted)
         return 0
     sys.stdout.write(formatted)
+    return 0
+
+
+def _viz(args) -> int:
+    from .program import check_file
+    from .viz import viz
+    graph = check_file(args.file, args.model)
+    _warn(graph)
+    how = viz(graph, args.output, backward=args.backward, numbered=args.plan, engine=args.layout)
+    print(f"wrote {args.output}" + (f" (laid out by {how})" if how in ("Graphviz dot", "graphc") else ""))
+    return 0
+
+
+def _inspect(args) -> int:
+    from .inspection import inspect_command
+    return inspect_command(args)
+
+
+def _bench(args) -> int:
+    from .bench import bench, render
+    from .program import Program, check_file
+    for name in ("batch", "steps", "repeats", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise GraphcError(f"--{name} must be at least 1, got {value}")
+    if args.warmup < 0:
+        raise GraphcError(f"--warmup must be at least 0, got {args.warmup}")
+    graph = check_file(args.file, args.model)
+    _warn(graph)
+    result = bench(Program(graph), args.batch, steps=args.steps, warmup=args.warmup, repeats=args.repeats,
+                   threads=args.threads)
+    print(json.dumps(result.to_json(), indent=2) if args.json else render(result))
     return 0
 
 

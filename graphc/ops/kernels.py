@@ -6,6 +6,10 @@ knows about graphs or the language.
 """
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
+
 import numpy as np
 
 from ..types import ShapeError, TensorType
@@ -69,3 +73,59 @@ def logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
     m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)
     return m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+
+
+# ---- memory: keep freed arrays in the heap ------------------------------------------
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def retain_freed_memory(mmap_threshold: int = 64 << 20, trim_threshold: int = 256 << 20) -> bool:
+    """Ask glibc to serve arrays up to `mmap_threshold` bytes from the heap and to keep up to
+    `trim_threshold` bytes of freed heap; return True when it applied.
+
+    Why: a training step allocates the same megabyte-sized gradients and temporaries every
+    step and frees them at its end. By default glibc hands such blocks back to the OS and
+    every step pays ~2 microseconds per 4 KiB page to fault them in again (in this VM): LeNet-5
+    took ~2,000 page faults per step at batch 100, about 4 ms of an 18 ms step; with the heap
+    kept, none. The cost is that up to `trim_threshold` bytes of freed memory stay with the
+    process. GRAPHC_MALLOC=default leaves glibc's settings alone. A no-op off glibc.
+    """
+    if os.environ.get("GRAPHC_MALLOC", "") == "default" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold))
+                    and libc.mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)))
+    except (OSError, AttributeError):
+        return False
+
+
+retain_freed_memory()
+
+
+# ---- elementwise helpers -------------------------------------------------------------------
+
+_ROW = 8192
+_ZERO_ROWS: dict = {}
+
+
+def maximum_zero(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = max(x, 0) for contiguous arrays (out may be x); return out.
+
+    NumPy's SIMD maximum loop runs only when both operands are arrays: against the scalar
+    0 it takes 0.83 ms on 1.7M float32, against rows of a cached zero row 0.30 ms.
+    """
+    xf, of = x.reshape(-1), out.reshape(-1)
+    key = x.dtype
+    zero = _ZERO_ROWS.get(key)
+    if zero is None:
+        zero = _ZERO_ROWS[key] = np.zeros(_ROW, x.dtype)
+
+    whole = xf.size // _ROW * _ROW
+    if whole:
+        np.maximum(xf[:whole].reshape(-1, _ROW), zero, out=of[:whole].reshape(-1, _ROW))
+    if xf.size > whole:
+        np.maximum(xf[whole:], zero[:xf.size - whole], out=of[whole:])
+    return out

@@ -13,8 +13,9 @@ import numpy as np
 
 from ..types import ShapeError, float_inputs, format_shape
 from . import Attr, OpDef, ParamSpec, Sample, register
-from .im2col import (POOL, col2im, from_columns, geometry, im2col, pad_input, tiles, to_columns,
-                     unpad, window)
+from .im2col import (POOL, col2im, col2im_rows, from_columns, geometry, give_columns, give_grad_columns,
+                     give_shifted_gradients, im2col, pad_input, per_sample, row_columns_pay, row_sums,
+                     shifted_gradients, tiles, to_columns, unpad, window)
 from .kernels import conv_out_size
 
 
@@ -111,42 +112,102 @@ def _conv_geometry(ctx, a):
 def _conv_forward(ctx, x, weight, bias=None):
     g = _conv_geometry(ctx, x)
     filters = weight.shape[0]
-    cols = im2col(x.reshape(g.n, g.c, g.h, g.w), g)
-    product = POOL.take("product", (filters, g.cols), x.dtype)
-    np.matmul(weight.reshape(filters, -1), cols, out=product)     # the one GEMM
-    out = ctx.out.reshape(g.n, *ctx.out_type.shape)
-    np.copyto(out, from_columns(product, g))
-    POOL.give("product", product)
-    if bias is not None:
-        np.add(out, bias[:, None, None], out=out)   # in place: 2x faster than fusing into the copy
-    if any(ctx.needs[1:2]):
-        ctx.saved["cols"] = cols    # the weight gradient needs them; input and bias gradients do not
+    rows_only = row_columns_pay(g, filters)
+    # The bias rides in the GEMM: a column of the weight against the columns' row of ones.
+    if rows_only:
+        # Weights stacked as (j, f) rows against (c, i) columns (see im2col.row_sums).
+        matrix = np.zeros((g.kw, filters, g.c * g.kh + (bias is not None)), weight.dtype)
+        matrix[:, :, :g.c * g.kh] = weight.transpose(3, 0, 1, 2).reshape(g.kw, filters, -1)
+        if bias is not None:
+            matrix[0, :, -1] = bias
+        matrix = matrix.reshape(g.kw * filters, -1)
     else:
-        POOL.give("cols", cols)
+        matrix = weight.reshape(filters, -1)
+        if bias is not None:
+            matrix = np.concatenate([matrix, bias.reshape(filters, 1)], axis=1)
+    cols = im2col(x.reshape(g.n, g.c, g.h, g.w), g, ones_row=bias is not None, rows_only=rows_only)
+    out = ctx.out.reshape(g.n, filters, g.oh, g.ow)
+    if g.wide:
+        product = POOL.take("product", (matrix.shape[0], g.cols), x.dtype)
+        np.matmul(matrix, cols, out=product)     # the one GEMM (BLAS threads it)
+        from_columns(row_sums(product, g, filters) if rows_only else product, g, out)
+        POOL.give("product", product)
+    else:
+        # One GEMM per sample, read and written in place: the output lands in NCHW order.
+        np.matmul(matrix, per_sample(cols, g), out=out.reshape(g.n, filters, g.oh * g.ow))
+    if any(ctx.needs[1:]):
+        ctx.saved["cols"] = cols    # the weight and bias gradients need them; the input gradient does not
+    else:
+        give_columns(cols, g, rows_only)
     return ctx.out
 
 
 def _conv_backward(ctx, grad_out, args, out):
     x, weight = args[0], args[1]
+    has_bias = len(args) == 3
     g = _conv_geometry(ctx, x)
     filters = weight.shape[0]
-    g_cols = to_columns(grad_out.reshape(g.n, filters, g.oh, g.ow), g)
-    grads = [None, None]
+    if row_columns_pay(g, filters):
+        return _conv_backward_rows(ctx, grad_out, x, weight, has_bias, g)
+    grad = grad_out.reshape(g.n, filters, g.oh, g.ow)
+    # Wide columns: the gradient as an (F, N*OH*OWc) matrix, zero in the wide columns.
+    # Narrow: grad_out as it is, sample n's (F, OH*OW) block against its columns.
+    g_cols = to_columns(grad, g) if g.wide else None
+    g_per_sample = None if g.wide else grad.reshape(g.n, filters, g.oh * g.ow)
+    grads = [None, None] + ([None] if has_bias else [])
     if ctx.needs[0]:
-        dcols = POOL.take("dcols", (g.rows, g.cols), g_cols.dtype)
-        np.matmul(weight.reshape(filters, -1).T, g_cols, out=dcols)
-        grads[0] = col2im(dcols, g).reshape(x.shape)
+        matrix_t = weight.reshape(filters, -1).T
+        dcols = POOL.take("dcols", (g.rows, g.cols), grad.dtype)
+        if g.wide:
+            np.matmul(matrix_t, g_cols, out=dcols)
+        else:
+            np.matmul(matrix_t, g_per_sample, out=per_sample(dcols, g))
+        grads[0] = col2im(dcols, g, overwrite=True).reshape(x.shape)
         POOL.give("dcols", dcols)
-    if ctx.needs[1]:
+    if any(ctx.needs[1:]):
         # pop: the columns go back to the pool once used (a second backward rebuilds them).
         cols = ctx.saved.pop("cols", None)
         if cols is None:
-            cols = im2col(x.reshape(g.n, g.c, g.h, g.w), g)
-        grads[1] = (g_cols @ cols.T).reshape(weight.shape)
-        POOL.give("cols", cols)
-    if len(args) == 3:
-        # Wide padding columns of g_cols are zero, so a plain row sum is the bias gradient.
-        grads.append(g_cols.sum(axis=1) if ctx.needs[2] else None)
+            cols = im2col(x.reshape(g.n, g.c, g.h, g.w), g, ones_row=has_bias)
+        if g.wide:
+            full = g_cols @ cols.T
+        else:
+            # One product per sample, summed over the batch (1.2-1.5x faster than one GEMM
+            # over a transposed copy of grad_out, and no copy).
+            full = np.matmul(g_per_sample, per_sample(cols, g).transpose(0, 2, 1)).sum(axis=0)
+        give_columns(cols, g)
+        if ctx.needs[1]:
+            grads[1] = np.ascontiguousarray(full[:, :g.rows]).reshape(weight.shape)
+        if has_bias and ctx.needs[2]:
+            # The row of ones: this column is grad_out summed over samples and positions
+            # (wide padding columns of the gradient are zero).
+            grads[2] = full[:, g.rows].copy()
+    if g_cols is not None:
+        give_grad_columns(g_cols, g)
+    return grads
+
+
+def _conv_backward_rows(ctx, grad_out, x, weight, has_bias, g):
+    """The backward pass of a conv whose forward used row columns (see im2col.row_sums)."""
+    filters = weight.shape[0]
+    shifted = shifted_gradients(grad_out.reshape(g.n, filters, g.oh, g.ow), g)   # (kw*F, N*OH*OWc)
+    grads = [None, None] + ([None] if has_bias else [])
+    if ctx.needs[0]:
+        # Rows (c, i), columns (j, f): the column gradients already summed over j.
+        matrix_t = weight.transpose(1, 2, 3, 0).reshape(g.c * g.kh, g.kw * filters)
+        grads[0] = col2im_rows(matrix_t @ shifted, g).reshape(x.shape)
+    if any(ctx.needs[1:]):
+        cols = ctx.saved.pop("cols", None)
+        if cols is None:
+            cols = im2col(x.reshape(g.n, g.c, g.h, g.w), g, ones_row=has_bias, rows_only=True)
+        full = shifted @ cols.T                   # rows (j, f), columns (c, i) [+ bias]
+        give_columns(cols, g, rows_only=True)
+        if ctx.needs[1]:
+            per_offset = full[:, :g.c * g.kh].reshape(g.kw, filters, g.c, g.kh)
+            grads[1] = np.ascontiguousarray(per_offset.transpose(1, 2, 3, 0))
+        if has_bias and ctx.needs[2]:
+            grads[2] = full[:filters, -1].copy()     # block j = 0 against the row of ones
+    give_shifted_gradients(shifted, g)
     return grads
 
 
@@ -220,15 +281,41 @@ def _index_dtype(g):
 
 def _maxpool_forward(ctx, x):
     g = _pool_geometry(ctx, x)
-    padded = pad_input(x.reshape(g.n, g.c, g.h, g.w), g, -np.inf)
     out = ctx.out.reshape(g.n, g.c, g.oh, g.ow)
-    # first: which kernel offset holds each window's first maximum (row-major order).
-    first = np.zeros(out.shape, _index_dtype(g))
+    # Inference plans need no gradient: then only the maxima are taken.
+    first = np.empty(out.shape, _index_dtype(g)) if any(ctx.needs) else None
+    if tiles(g):
+        # Windows tile the input: first copy each kernel offset's elements into a contiguous
+        # plane (one strided copy), then compare planes. NumPy's strided loops cost ~1 ns per
+        # element, contiguous ones ~0.1: on SimpleConvNet's pool (30x24x24, batch 100) the
+        # forward pass went from 2.1 to 1.6 ms.
+        rows = g.n * g.c * g.oh
+        planes = POOL.take("pool planes", (g.kh, g.kw, rows, g.ow), x.dtype)
+        np.copyto(planes, _window_rows(x, g).transpose(1, 3, 0, 2))
+        _first_maximum(lambda k, i, j: planes[i, j], g, out.reshape(rows, g.ow),
+                       None if first is None else first.reshape(rows, g.ow))
+        POOL.give("pool planes", planes)
+    else:
+        padded = pad_input(x.reshape(g.n, g.c, g.h, g.w), g, -np.inf)
+        _first_maximum(lambda k, i, j: window(padded, g, i, j), g, out, first)
+    if first is not None:
+        ctx.saved["first"] = first
+    return ctx.out
+
+
+def _first_maximum(values_at, g, out, first):
+    """Write each window's maximum into out and, into first (unless None), which kernel
+    offset holds its first maximum in row-major order; values_at(k, i, j) is the offset's values."""
     better = np.empty(out.shape, bool)
+    if first is not None:
+        first.fill(0)
     for k, i, j in g.offsets():
-        values = window(padded, g, i, j)
+        values = values_at(k, i, j)
         if k == 0:
             np.copyto(out, values)
+            continue
+        if first is None:
+            np.maximum(out, values, out=out)
             continue
         # Strictly greater: on a tie the earlier offset keeps the gradient, as in torch.
         np.greater(values, out, out=better)
@@ -236,8 +323,11 @@ def _maxpool_forward(ctx, x):
         # Offsets only grow, so the last strict improvement is the largest k*better.
         # (Cheaper than np.copyto(first, k, where=better), which is ~10x slower.)
         np.maximum(first, better * first.dtype.type(k), out=first)
-    ctx.saved["first"] = first
-    return ctx.out
+
+
+def _window_rows(a, g):
+    """The (N*C*OH, kh, OW, kw) view of an (N, C, H, W) array whose windows tile it."""
+    return a.reshape(g.n * g.c * g.oh, g.kh, g.ow, g.kw)
 
 
 def _maxpool_backward(ctx, grad_out, args, out):
@@ -247,8 +337,13 @@ def _maxpool_backward(ctx, grad_out, args, out):
     if tiles(g):
         # Every input element is in exactly one window: write each offset's share once.
         dx = np.empty((g.n, g.c, g.h, g.w), grad.dtype)
+        rows = g.n * g.c * g.oh
+        target = _window_rows(dx, g)
+        grad_rows, first_rows = grad.reshape(rows, g.ow), first.reshape(rows, g.ow)
+        mask = np.empty(grad_rows.shape, bool)
         for k, i, j in g.offsets():
-            np.multiply(grad, first == k, out=window(dx, g, i, j))
+            np.equal(first_rows, k, out=mask)
+            np.multiply(grad_rows, mask, out=target[:, i, :, j])
     else:
         dx = np.zeros((g.n, g.c, g.hp, g.wp), grad.dtype)
         for k, i, j in g.offsets():

@@ -1,0 +1,93 @@
+"""Train a reference model in graphc and in PyTorch, alternating epoch by epoch, in one process.
+
+    python bench/train_compare.py lenet5 [--epochs 5] [--limit N]
+
+The machine is shared and noisy, so the two frameworks' epochs are
+interleaved (graphc epoch 1, PyTorch epoch 1, graphc epoch 2, ...): each
+pair ran under the same load. Both use the model's train section (optimizer,
+batch, epochs, He-normal weights, zero biases) on the same MNIST files and the
+same shuffling seeds. Prints per-epoch seconds and test accuracy for both.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch_train import MODELS  # noqa: E402
+
+from graphc.program import Program, check_file  # noqa: E402
+from graphc.train import TrainData, Trainer, evaluate  # noqa: E402
+from graphc.trainconfig import train_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    """Train both, interleaved; print one line per epoch and the final accuracies."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model", choices=sorted(MODELS))
+    ap.add_argument("--epochs", type=int)
+    ap.add_argument("--limit", type=int)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    graph = check_file(ROOT / "models" / f"{args.model}.nn")
+    cfg = train_config(graph, epochs=args.epochs)
+    program = Program(graph, seed=cfg.seed, init=cfg.init)
+    data = TrainData.load(program, cfg, limit=args.limit)
+    trainer = Trainer(program, cfg, data, Path("/tmp/graphc-train-compare"), quiet=True, say=lambda *a: None)
+
+    build, make_opt, _, _ = MODELS[args.model]
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(args.threads)
+    net = build()
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+    shape = (-1, *graph.node(graph.inputs[0])["declared"].shape)
+    x = torch.from_numpy(data.x_train.reshape(shape))
+    y = torch.from_numpy(data.y_train)
+    xt = torch.from_numpy(data.x_test.reshape(shape))
+    yt = torch.from_numpy(data.y_test)
+    opt = make_opt(net.parameters())
+    loss_fn = nn.CrossEntropyLoss()
+
+    print(f"{args.model}: {len(x):,} training samples, batch {cfg.batch}, {cfg.epochs} epochs, "
+          f"{args.threads} threads, torch {torch.__version__}")
+    print(f"{'epoch':>5}  {'graphc s':>9}  {'torch s':>8}  {'ratio':>6}  {'graphc acc':>10}  {'torch acc':>9}")
+    g_times, t_times = [], []
+    for epoch in range(cfg.epochs):
+        record = trainer.epoch(epoch)
+        g_acc = evaluate(program, data.x_test, data.y_test)["accuracy"]
+
+        order = torch.from_numpy(np.random.default_rng([cfg.seed, epoch]).permutation(len(x)))
+        net.train()
+        started = time.perf_counter()
+        for i in range(0, len(x), cfg.batch):
+            idx = order[i:i + cfg.batch]
+            opt.zero_grad()
+            loss_fn(net(x[idx]), y[idx]).backward()
+            opt.step()
+        t_seconds = time.perf_counter() - started
+        net.eval()
+        with torch.no_grad():
+            t_acc = (net(xt).argmax(1) == yt).float().mean().item()
+        g_times.append(record["seconds"])
+        t_times.append(t_seconds)
+        print(f"{epoch + 1:>5}  {record['seconds']:>9.1f}  {t_seconds:>8.1f}  "
+              f"{t_seconds / record['seconds']:>6.2f}  {100 * g_acc:>9.2f}%  {100 * t_acc:>8.2f}%", flush=True)
+    print(f"median epoch: graphc {np.median(g_times):.1f} s, torch {np.median(t_times):.1f} s "
+          f"(graphc/torch speed {np.median(t_times) / np.median(g_times):.2f}); "
+          f"final test accuracy: graphc {100 * g_acc:.2f}%, torch {100 * t_acc:.2f}%")
+
+
+if __name__ == "__main__":
+    main()
