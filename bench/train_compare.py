@@ -5,8 +5,8 @@
 The machine is shared and noisy, so the two frameworks' epochs are
 interleaved (graphc epoch 1, PyTorch epoch 1, graphc epoch 2, ...): each
 pair ran under the same load. Both use the model's train section (optimizer,
-batch, epochs, He-normal weights, zero biases) on the same MNIST files and the
-same shuffling seeds. Prints per-epoch seconds and test accuracy for both.
+batch, epochs), start from the same initial weights (graphc's, copied), and
+read the same MNIST files in the same shuffled order. Prints per-epoch seconds and test accuracy for both.
 """
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch_train import MODELS  # noqa: E402
+from compare import MODELS, copy_weights, torch_model, torch_optimizer  # noqa: E402
 
 from graphc.program import Program, check_file  # noqa: E402
 from graphc.train import TrainData, Trainer, evaluate  # noqa: E402
@@ -32,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> None:
     """Train both, interleaved; print one line per epoch and the final accuracies."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("model", choices=sorted(MODELS))
+    ap.add_argument("model", choices=MODELS)
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--limit", type=int)
     ap.add_argument("--threads", type=int, default=2)
@@ -44,20 +43,15 @@ def main() -> None:
     data = TrainData.load(program, cfg, limit=args.limit)
     trainer = Trainer(program, cfg, data, Path("/tmp/graphc-train-compare"), quiet=True, say=lambda *a: None)
 
-    build, make_opt, _, _ = MODELS[args.model]
-    torch.manual_seed(cfg.seed)
     torch.set_num_threads(args.threads)
-    net = build()
-    for m in net.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            nn.init.zeros_(m.bias)
+    net = torch_model(args.model)
+    copy_weights(program, net)
     shape = (-1, *graph.node(graph.inputs[0])["declared"].shape)
     x = torch.from_numpy(data.x_train.reshape(shape))
     y = torch.from_numpy(data.y_train)
     xt = torch.from_numpy(data.x_test.reshape(shape))
     yt = torch.from_numpy(data.y_test)
-    opt = make_opt(net.parameters())
+    opt = torch_optimizer(cfg.optimizer[0], cfg.optimizer[1], net.parameters())
     loss_fn = nn.CrossEntropyLoss()
 
     print(f"{args.model}: {len(x):,} training samples, batch {cfg.batch}, {cfg.epochs} epochs, "
