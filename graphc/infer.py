@@ -14,7 +14,7 @@ from .diagnostics import Diagnostic, Diagnostics
 from .graph import Graph, ParamInfo, StateInfo, trace_notes
 from .init import fans
 from .ops import lookup
-from .types import CLASS, ShapeError, format_shape
+from .types import CLASS, ShapeError, format_shape, num_elements
 
 # The most elements one tensor may hold (per sample, or in total for a parameter):
 # 2**40 float32 values are 4 TiB, far beyond any model graphc can run, and every
@@ -60,9 +60,9 @@ def infer(graph: Graph, diagnostics: Diagnostics) -> Graph:
             continue
         active = op.active_params(op_attrs) if op.params else ()
         param_shapes = [tuple(int(d) for d in spec.shape(in_types, op_attrs)) for spec in active]
-        too_large = _size(out_type.shape) > MAX_ELEMENTS
+        too_large = num_elements(out_type.shape) > MAX_ELEMENTS
         for shape in param_shapes:
-            too_large = too_large or _size(shape) > MAX_ELEMENTS
+            too_large = too_large or num_elements(shape) > MAX_ELEMENTS
         if too_large:
             # Sizes are Python ints here, but NumPy (summary, init, run) needs them to fit int64.
             report(f"{op.name}: a tensor here would hold more than {MAX_ELEMENTS:,} elements", attrs["span"],
@@ -117,13 +117,6 @@ def topological_order(G: nx.DiGraph) -> list:
     if indegree:
         raise nx.NetworkXUnfeasible("Graph contains a cycle or graph changed during iteration")
     return order
-
-
-def _size(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def _check_loss(graph: Graph, diagnostics: Diagnostics) -> None:

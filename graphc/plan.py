@@ -16,7 +16,7 @@ import networkx as nx
 
 from .graph import Graph
 from .ops import lookup
-from .types import CLASS, TensorType
+from .types import CLASS, TensorType, num_elements
 
 
 @dataclass
@@ -77,10 +77,7 @@ class Plan:
         total = 0
         for s in self.forward:
             if s.buffer is not None:
-                n = 1
-                for d in s.shape:
-                    n *= d
-                total += n * (batch if s.batched else 1)
+                total += num_elements(s.shape) * (batch if s.batched else 1)
         return total * itemsize
 
     def without_reuse(self) -> "Plan":
@@ -94,10 +91,7 @@ class Plan:
             if s.buffer is None:
                 forward.append(s)
                 continue
-            elements = 1
-            for d in s.shape:
-                elements *= d
-            buffers.append(Buffer(len(buffers), max(elements, 1), s.batched))
+            buffers.append(Buffer(len(buffers), max(num_elements(s.shape), 1), s.batched))
             forward.append(replace(s, buffer=buffers[-1].id))
         return replace(self, forward=forward, buffers=buffers)
 

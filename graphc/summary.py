@@ -6,6 +6,7 @@ their text or JSON rendering. A leaf: nothing in the pipeline imports it.
 from __future__ import annotations
 
 from .graph import Graph
+from .types import num_elements
 
 
 def summary_rows(graph: Graph) -> list[dict]:
@@ -16,21 +17,14 @@ def summary_rows(graph: Graph) -> list[dict]:
         a = graph.node(node)
         if a["kind"] == "const":
             continue
-        count = sum(_elements(graph.params[p].shape) for p in a["params"].values())
+        count = sum(num_elements(graph.params[p].shape) for p in a["params"].values())
         if a["kind"] == "param":
-            count = _elements(graph.params[node].shape)
+            count = num_elements(graph.params[node].shape)
         t = a.get("type")
         rows.append({"node": node, "op": a["op"] or a["kind"], "shape": str(t) if t else "?",
                      "batched": bool(t.batched) if t else True, "params": count,
                      "flops": int(a.get("flops", 0)), "line": a["span"].line if a["span"] else None})
     return rows
-
-
-def _elements(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def summary_json(graph: Graph) -> dict:

@@ -45,10 +45,7 @@ class TensorType:
     @property
     def size(self) -> int:
         """Number of elements per sample (or in total, when not batched)."""
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return num_elements(self.shape)
 
     def runtime_shape(self, batch: int) -> tuple[int, ...]:
         """Return the array shape at run time for a given batch size."""
@@ -62,6 +59,14 @@ class TensorType:
         if self.kind == CLASS:
             return f"class[{self.classes}]"
         return format_shape(self.shape)
+
+
+def num_elements(shape) -> int:
+    """Return the number of elements of a shape (1 for a scalar), as an exact Python int."""
+    n = 1
+    for d in shape:
+        n *= d
+    return n
 
 
 def format_shape(shape: tuple[int, ...]) -> str:
