@@ -52,7 +52,7 @@ def main() -> None:
     xt = torch.from_numpy(data.x_test.reshape(shape))
     yt = torch.from_numpy(data.y_test)
     opt = torch_optimizer(cfg.optimizer[0], cfg.optimizer[1], net.parameters())
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = torch.nn.CrossEntropyLoss()
 
     print(f"{args.model}: {len(x):,} training samples, batch {cfg.batch}, {cfg.epochs} epochs, "
           f"{args.threads} threads, torch {torch.__version__}")

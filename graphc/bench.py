@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .program import Program
-from .types import CLASS
 
 
 @dataclass
@@ -67,16 +66,9 @@ class BenchResult:
 
 
 def random_feeds(program: Program, batch: int, seed: int = 0) -> dict:
-    """Return random inputs and labels of the model's declared shapes, in its dtype."""
-    graph, rng = program.graph, np.random.default_rng(seed)
-    feeds = {}
-    for name in graph.inputs + graph.labels:
-        t = graph.node(name)["declared"]
-        if t.kind == CLASS:
-            feeds[name] = rng.integers(0, t.classes, size=batch).astype(np.int64)
-        else:
-            feeds[name] = rng.standard_normal((batch, *t.shape)).astype(program.dtype)
-    feeds, _ = program.check_feeds(feeds, need_labels=True)
+    """Return random inputs and labels of the model's declared shapes, converted to its dtype."""
+    from .feeds import random_feeds as draw
+    feeds, _ = program.check_feeds(draw(program.graph, batch, seed), need_labels=True)
     return feeds
 
 

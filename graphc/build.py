@@ -21,11 +21,10 @@ from dataclasses import dataclass
 
 from . import syntax as S
 from .diagnostics import Diagnostics, Note
-from .graph import Graph, trace_notes
-from .ops import AttrError, OpDef, all_names, lookup, resolve_attrs
-from .settings import resolve_init, resolve_train
+from .graph import Graph
+from .ops import lookup
+from .settings import resolve_train
 from .source import Span
-from .types import CLASS, TensorType
 
 OPERATORS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "**": "pow"}
 _RESERVED = {"true": True, "false": False}

@@ -153,10 +153,11 @@ def _run(args) -> int:
 
 
 def _gradcheck(args) -> int:
-    from .gradcheck import gradcheck, random_feeds
+    from .feeds import random_feeds
+    from .gradcheck import gradcheck
     from .program import Program, check_file
     program = Program(check_file(args.file, args.model), dtype="float64", seed=args.seed)
-    rows = gradcheck(program, random_feeds(program, args.batch, args.seed), eps=args.eps,
+    rows = gradcheck(program, random_feeds(program.graph, args.batch, args.seed), eps=args.eps,
                      samples=args.samples, seed=args.seed)
     width = max([len(r.name) for r in rows] + [6])
     print(f"{'tensor'.ljust(width)}  {'shape':<16} {'checked':>7}  {'max rel error':>13}  status")

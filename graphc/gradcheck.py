@@ -24,27 +24,20 @@ class GradRow:
     max_abs_error: float
 
 
-def random_feeds(program, batch: int, seed: int) -> dict:
-    """Return seeded random feeds for every input and label of the program's model."""
-    from .feeds import random_feeds as draw
-    return draw(program.graph, batch, seed)
-
-
 def gradcheck(program, feeds: dict, *, eps: float = 1e-6, samples: int = 12, seed: int = 0) -> list[GradRow]:
     """Return one GradRow per parameter and float input, comparing analytic and numerical gradients."""
     feeds, _ = program.check_feeds(feeds, need_labels=True)
     noise_seed = 12345
 
+    executor = program.executor_for_backward()
+    batch = next(iter(feeds.values())).shape[0]
+
     def objective() -> float:
-        program.rng = np.random.default_rng(noise_seed)
+        # Same dropout mask every time; running statistics updated on a throwaway copy.
         state = {k: v.copy() for k, v in program.state.items()}
-        values, _ = None, None
-        executor = program.executor_for_backward()
-        values = executor.forward(feeds, program.params, program.state, train=True, rng=program.rng,
-                                  batch=next(iter(feeds.values())).shape[0])
-        program.state.update(state)
-        out = values[program.graph.objective]
-        return float(program._reduce_loss(out).sum())
+        values = executor.forward(feeds, program.params, state, train=True,
+                                  rng=np.random.default_rng(noise_seed), batch=batch)
+        return float(program._reduce_loss(values[program.graph.objective]).sum())
 
     program.rng = np.random.default_rng(noise_seed)
     saved_state = {k: v.copy() for k, v in program.state.items()}
@@ -53,7 +46,7 @@ def gradcheck(program, feeds: dict, *, eps: float = 1e-6, samples: int = 12, see
     program.state.update(saved_state)
     rng = np.random.default_rng(seed)
     rows = []
-    for name in program.executor_for_backward().plan.grad_targets:
+    for name in executor.plan.grad_targets:
         array = program.params[name] if name in program.params else feeds[name]
         analytic = grads.get(name, np.zeros_like(array))
         flat = array.reshape(-1)

@@ -17,7 +17,6 @@ import numpy as np
 
 from .diagnostics import GraphcError
 from .ops import lookup
-from .types import CLASS
 
 
 def activation_nodes(graph) -> list[str]:
@@ -67,20 +66,11 @@ def first_conv_filters(program) -> tuple[str, np.ndarray] | None:
     return None
 
 
-def random_feeds(program, batch: int, seed: int) -> dict:
-    """Return seeded standard-normal inputs (and uniform random labels) for a batch."""
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for name in program.graph.inputs + program.graph.labels:
-        t = program.graph.node(name)["declared"]
-        feeds[name] = rng.integers(0, t.classes, batch) if t.kind == CLASS else rng.standard_normal((batch, *t.shape))
-    return feeds
-
-
 # ---- the command ---------------------------------------------------------------------------
 
 def inspect_command(args) -> int:
     """`graphc inspect`: compute what was asked on one batch, print a summary, write the picture."""
+    from .feeds import random_feeds
     from .program import Program, check_file
     from .trainconfig import train_config
     graph = check_file(args.file, args.model)
@@ -94,7 +84,7 @@ def inspect_command(args) -> int:
         from .weights import load_weights
         load_weights(program, args.weights)
     if use_random:
-        feeds, source = random_feeds(program, args.batch, cfg.seed), f"{args.batch} seeded standard-normal samples"
+        feeds, source = random_feeds(program.graph, args.batch, cfg.seed), f"{args.batch} seeded standard-normal samples"
     else:
         from .train import TrainData
         data = TrainData.load(program, cfg, limit=args.batch)

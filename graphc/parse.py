@@ -20,7 +20,7 @@ from copy import copy
 from pathlib import Path
 
 from lark import Lark, Token
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from . import syntax as S
 from .diagnostics import Diagnostic, Diagnostics, GraphcError, Note
@@ -72,7 +72,6 @@ def _cache_path() -> str | bool:
     Building the tables costs ~150 ms per process; the cache makes `graphc check` start fast.
     """
     import os
-    import tempfile
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     folder = os.path.join(base, "graphc")
     try:

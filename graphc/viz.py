@@ -140,8 +140,6 @@ def _write(path: Path, data: bytes) -> None:
 def build_scene(graph: Graph, p: Plan, *, backward: bool, numbered: bool) -> Scene:
     """Return the boxes, arrows and clusters of a plan (with its backward steps if asked)."""
     G = graph.nx
-    step_of = {s.node: s for s in p.forward}
-    back_of = {b.node: b for b in p.backward}
     nodes: dict[str, VNode] = {}
     edges: list[VEdge] = []
     used_families = set()

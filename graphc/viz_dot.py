@@ -37,7 +37,7 @@ def scene_dot(scene: Scene) -> str:
            '  graph [rankdir=TB, nodesep=0.25, ranksep=0.4, fontname="Helvetica", labelloc=b, '
            'newrank=true, pad=0.2];',
            '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11, '
-           f'color="#455a64", margin="0.1,0.04"];',
+           'color="#455a64", margin="0.1,0.04"];',
            f'  edge [fontname="Helvetica", fontsize=9, color="{EDGE_COLOUR}", fontcolor="#37474f", '
            'arrowsize=0.7];']
     children: dict[str, list[str]] = {}

@@ -70,7 +70,7 @@ def _compiled_cases(op):
 def test_fused_op_equals_its_gate_expansion(op):
     compared = 0
     for index, case, program in _compiled_cases(op):
-        feeds, values = {}, {}
+        feeds = {}
         for name, t, arr in zip(op.inputs, case.in_types, case.args):
             if t.batched:
                 feeds[name] = arr

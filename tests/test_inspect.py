@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from graphc.cli import main
-from graphc.inspection import activation_stats, first_conv_filters, gradient_stats, random_feeds
+from graphc.feeds import random_feeds
+from graphc.inspection import activation_stats, first_conv_filters, gradient_stats
 from graphc.program import Program, check_file
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -15,7 +16,7 @@ MODELS = Path(__file__).resolve().parent.parent / "models"
 
 def stats(model: str, init: tuple[str, dict], batch: int = 1000) -> dict[str, np.ndarray]:
     program = Program(check_file(MODELS / model), seed=0, init=init)
-    return activation_stats(program, random_feeds(program, batch, seed=0))
+    return activation_stats(program, random_feeds(program.graph, batch, seed=0))
 
 
 def near(values: np.ndarray, *targets: float, tol: float = 0.05) -> float:
@@ -53,13 +54,13 @@ def test_relu_he_keeps_the_scale_and_small_normal_vanishes():
 
 def test_gradients_vanish_towards_the_input_with_small_weights():
     program = Program(check_file(MODELS / "sigmoid5.nn"), seed=0, init=("normal", {"std": 0.01}))
-    grads = gradient_stats(program, random_feeds(program, 200, seed=0))
+    grads = gradient_stats(program, random_feeds(program.graph, 200, seed=0))
     assert list(grads) == ["h1.weight", "h2.weight", "h3.weight", "h4.weight", "h5.weight", "logits.weight"]
     values = list(grads.values())
     assert all(a < b for a, b in zip(values, values[1:]))
     assert values[0] < 1e-6 * values[-1]
     before = {k: v.copy() for k, v in program.params.items()}
-    gradient_stats(program, random_feeds(program, 20, seed=1))
+    gradient_stats(program, random_feeds(program.graph, 20, seed=1))
     assert all(np.array_equal(before[k], v) for k, v in program.params.items())    # nothing trained
 
 

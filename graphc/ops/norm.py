@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..diagnostics import GraphcError
-from ..types import ShapeError, TensorType, float_inputs, format_shape
+from ..types import ShapeError, float_inputs, format_shape
 from . import Attr, OpDef, ParamSpec, Sample, StateSpec, register
 
 
