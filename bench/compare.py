@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from graphc import compile_file  # noqa: E402
-from graphc.bench import InferStep, TrainStep, blas_threads, random_feeds  # noqa: E402
+from graphc.tools.bench import InferStep, TrainStep, blas_threads, random_feeds  # noqa: E402
 
 MODELS = ("mlp", "lenet5", "simple_convnet")
 
@@ -83,7 +83,8 @@ def copy_weights(program, model) -> None:
 def torch_optimizer(name: str, kwargs: dict, params):
     """Return the torch.optim optimizer of a graphc optimizer name and its keywords."""
     import torch
-    from graphc.optim import OPTIMIZERS
+
+    from graphc.training.optim import OPTIMIZERS
     h = {**OPTIMIZERS[name][1], **kwargs}
     if name in ("sgd", "momentum", "nesterov"):
         return torch.optim.SGD(params, lr=h["lr"], momentum=h["momentum"], dampening=h["dampening"],

@@ -32,11 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from graphc import compile_file  # noqa: E402
-from graphc.bench import TrainStep, blas_threads, random_feeds  # noqa: E402
-from graphc.program import Program  # noqa: E402
-
 import compare  # noqa: E402
+
+from graphc import compile_file  # noqa: E402
+from graphc.program import Program  # noqa: E402
+from graphc.tools.bench import TrainStep, blas_threads, random_feeds  # noqa: E402
 
 
 class DataParallelStep:

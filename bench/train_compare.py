@@ -22,8 +22,8 @@ import torch  # noqa: E402
 from compare import MODELS, copy_weights, torch_model, torch_optimizer  # noqa: E402
 
 from graphc.program import Program, check_file  # noqa: E402
-from graphc.train import TrainData, Trainer, evaluate  # noqa: E402
-from graphc.trainconfig import train_config  # noqa: E402
+from graphc.training.trainconfig import train_config  # noqa: E402
+from graphc.training.trainer import TrainData, Trainer, evaluate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -2,8 +2,8 @@
 
 Public API: compile_file, compile_source, Program, GraphcError.
 """
-from .diagnostics import GraphcError
-from .program import Program, compile_file, compile_source
+from graphc.diagnostics import GraphcError
+from graphc.program import Program, compile_file, compile_source
 
 __all__ = ["compile_file", "compile_source", "Program", "GraphcError"]
 __version__ = "0.1.0"

@@ -1,6 +1,6 @@
 """`python -m graphc` runs the command line."""
 import sys
 
-from .cli import main
+from graphc.cli import main
 
 sys.exit(main())

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from .diagnostics import GraphcError
+from graphc.diagnostics import GraphcError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,8 +121,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check(args) -> int:
-    from .program import check_file
-    from .summary import render_summary, summary_json
+    from graphc.program import check_file
+    from graphc.tools.summary import render_summary, summary_json
     graph = check_file(args.file, args.model)
     _warn(graph)
     print(json.dumps(summary_json(graph), indent=2) if args.json else render_summary(graph))
@@ -130,8 +130,8 @@ def _check(args) -> int:
 
 
 def _compile(args) -> int:
-    from .emit import emit
-    from .program import check_file
+    from graphc.program import check_file
+    from graphc.tools.emit import emit
     graph = check_file(args.file, args.model)
     _warn(graph)
     print(emit(graph, args.emit, backward=not args.eval))
@@ -139,13 +139,13 @@ def _compile(args) -> int:
 
 
 def _run(args) -> int:
-    from .program import Program, check_file
+    from graphc.program import Program, check_file
     graph = check_file(args.file, args.model)
     _warn(graph)
     if graph.train is not None and not args.feed and graph.loss is not None:
-        from .train import run_training
+        from graphc.training.trainer import run_training
         return run_training(graph, args)
-    from .evaluate import evaluate_once
+    from graphc.tools.evaluate import evaluate_once
     program = Program(graph, dtype=args.dtype, seed=args.seed)
     _warn(graph, only_new=True)
     print(evaluate_once(program, args.feed, weights=args.weights, seed=args.seed or 0))
@@ -153,9 +153,9 @@ def _run(args) -> int:
 
 
 def _gradcheck(args) -> int:
-    from .feeds import random_feeds
-    from .gradcheck import gradcheck
-    from .program import Program, check_file
+    from graphc.program import Program, check_file
+    from graphc.runtime.feeds import random_feeds
+    from graphc.tools.gradcheck import gradcheck
     program = Program(check_file(args.file, args.model), dtype="float64", seed=args.seed)
     rows = gradcheck(program, random_feeds(program.graph, args.batch, args.seed), eps=args.eps,
                      samples=args.samples, seed=args.seed)
@@ -174,7 +174,7 @@ def _gradcheck(args) -> int:
 def _fmt(args) -> int:
     from pathlib import Path
 
-    from .fmt import format_source
+    from graphc.language.fmt import format_source
     path = Path(args.file)
     try:
         text = path.read_text()
@@ -194,8 +194,8 @@ def _fmt(args) -> int:
 
 
 def _viz(args) -> int:
-    from .program import check_file
-    from .viz import viz
+    from graphc.program import check_file
+    from graphc.viz import viz
     graph = check_file(args.file, args.model)
     _warn(graph)
     how = viz(graph, args.output, backward=args.backward, numbered=args.plan, engine=args.layout)
@@ -204,13 +204,13 @@ def _viz(args) -> int:
 
 
 def _inspect(args) -> int:
-    from .inspection import inspect_command
+    from graphc.tools.inspection import inspect_command
     return inspect_command(args)
 
 
 def _bench(args) -> int:
-    from .bench import bench, render
-    from .program import Program, check_file
+    from graphc.program import Program, check_file
+    from graphc.tools.bench import bench, render
     for name in ("batch", "steps", "repeats", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -226,7 +226,7 @@ def _bench(args) -> int:
 
 
 def _ops(args) -> int:
-    from .ops import all_ops
+    from graphc.ops import all_ops
     for op in all_ops():
         sig = ", ".join([*op.inputs, *(a.name if a.required else f"{a.name}={a.default}" for a in op.attrs)])
         print(f"{op.family:<11} {op.name}({sig})")

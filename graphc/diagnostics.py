@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .source import Span
+from graphc.source import Span
 
 
 @dataclass(frozen=True)

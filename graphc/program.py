@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .build import build
-from .diagnostics import Diagnostics, GraphcError
-from .graph import Graph
-from .infer import infer
-from .parse import parse_program
+from graphc.compiler.build import build
+from graphc.compiler.graph import Graph
+from graphc.compiler.infer import infer
+from graphc.diagnostics import Diagnostics, GraphcError
+from graphc.language.parse import parse_program
 
 
 def check_file(path: str | Path, model: str | None = None) -> Graph:
@@ -159,8 +159,8 @@ class Program:
 
     def executor(self, wanted: tuple, backward: bool, input_grads: bool = True):
         """Return (and cache) the executor of the plan for these nodes."""
-        from .execute import Executor
-        from .plan import plan
+        from graphc.compiler.plan import plan
+        from graphc.runtime.execute import Executor
         key = (wanted, backward, input_grads)
         if key not in self._executors:
             schedule = plan(self.graph, list(wanted), backward=backward, input_grads=input_grads)
@@ -177,7 +177,7 @@ class Program:
         A missing input, a wrong shape, a non-number, or a label outside [0, K)
         is a GraphcError naming the input.
         """
-        from .feeds import check_feeds
+        from graphc.runtime.feeds import check_feeds
         return check_feeds(self.graph, feeds, self.dtype, need_labels=need_labels)
 
     def _computable(self, feeds) -> list[str]:
@@ -206,8 +206,8 @@ def initial_params(graph: Graph, dtype, seed: int, default_init) -> dict[str, np
     A parameter that follows the default uses the train section's `init`;
     weights that start at zero get a warning (identical weights never break symmetry).
     """
-    from .diagnostics import Diagnostic
-    from .init import initialise
+    from graphc.diagnostics import Diagnostic
+    from graphc.training.init import initialise
     rng = np.random.default_rng(seed)
     params = {}
     for name, info in graph.params.items():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphc.ops import Ctx, OpDef, Sample, resolve_attrs
-from graphc.types import CLASS, TensorType
+from graphc.tensor_type import CLASS, TensorType
 
 BATCH = 3
 

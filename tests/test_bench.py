@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from graphc import compile_file
-from graphc.bench import bench, render
 from graphc.cli import main
+from graphc.tools.bench import bench, render
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,7 +99,7 @@ def test_conv_column_layouts_agree_with_torch(monkeypatch, layout, shape, attrs)
     import numpy as np
 
     from graphc.ops import Ctx, im2col, layers, lookup, resolve_attrs
-    from graphc.types import TensorType
+    from graphc.tensor_type import TensorType
     op = lookup("conv")
     a = resolve_attrs(op, attrs)
     t_in = TensorType(shape)

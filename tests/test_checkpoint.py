@@ -6,9 +6,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from graphc import checkpoint
-from graphc.checkpoint import check_matches, load_arrays, save_arrays, write_json_atomic
 from graphc.diagnostics import GraphcError
+from graphc.training import checkpoint
+from graphc.training.checkpoint import check_matches, load_arrays, save_arrays, write_json_atomic
 
 
 def sample_arrays():

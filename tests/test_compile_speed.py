@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 from lark import Lark, Token, Tree
+from test_fmt import _Gen
 
-from graphc import parse as P
-from graphc import syntax as S
 from graphc.diagnostics import GraphcError
-from graphc.parse import parse
+from graphc.language import parse as P
+from graphc.language import syntax as S
+from graphc.language.parse import parse
 from graphc.program import check_source
 from graphc.source import SourceFile, Span
-from test_fmt import _Gen
 
 REPO = Path(__file__).resolve().parents[1]
 

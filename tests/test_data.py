@@ -16,9 +16,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graphc.data import (Dataset, batches, cache_dir, check_labels, download_idx, fit_to_input, load_dataset,
-                         split_validation)
 from graphc.diagnostics import GraphcError
+from graphc.training.data import (
+    Dataset,
+    batches,
+    cache_dir,
+    check_labels,
+    download_idx,
+    fit_to_input,
+    load_dataset,
+    split_validation,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 # read at import time: the autouse fixture below clears $GRAPHC_DATA for every test

@@ -12,11 +12,11 @@ import re
 
 import numpy as np
 import pytest
+from op_harness import Case
 
 import graphc
 from graphc.ops import all_ops
-from graphc.types import CLASS
-from op_harness import Case
+from graphc.tensor_type import CLASS
 
 EXPANDED = [op for op in all_ops() if op.expansion]
 

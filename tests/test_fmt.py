@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from graphc import syntax as S
 from graphc.cli import main
 from graphc.diagnostics import GraphcError
-from graphc.fmt import format_source
-from graphc.parse import parse
+from graphc.language import syntax as S
+from graphc.language.fmt import format_source
+from graphc.language.parse import parse
 from graphc.source import SourceFile
 
 REPO = Path(__file__).resolve().parents[1]
@@ -414,7 +414,7 @@ def test_syntax_error_raises(source):
 
 
 def test_a_formatter_bug_is_caught_not_written(monkeypatch):
-    import graphc.fmt as fmt_module
+    import graphc.language.fmt as fmt_module
     monkeypatch.setattr(fmt_module, "format_module", lambda module: "model m {}\n")
     with pytest.raises(RuntimeError, match="changed its syntax tree"):
         format_source("model m { x = 1 }", "t.nn")

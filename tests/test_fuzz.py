@@ -14,11 +14,11 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_language import DESIGN_PROGRAMS
 
 from graphc.diagnostics import GraphcError
 from graphc.program import check_source
-from graphc.summary import render_summary, summary_json
-from test_language import DESIGN_PROGRAMS
+from graphc.tools.summary import render_summary, summary_json
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAMS = [p.read_text() for p in sorted((ROOT / "models").glob("*.nn"))] + list(DESIGN_PROGRAMS.values())

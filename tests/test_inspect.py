@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from graphc.cli import main
-from graphc.feeds import random_feeds
-from graphc.inspection import activation_stats, first_conv_filters, gradient_stats
 from graphc.program import Program, check_file
+from graphc.runtime.feeds import random_feeds
+from graphc.tools.inspection import activation_stats, first_conv_filters, gradient_stats
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 

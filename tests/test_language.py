@@ -15,7 +15,7 @@ import pytest
 from graphc.cli import main
 from graphc.diagnostics import GraphcError
 from graphc.program import check_file, check_source
-from graphc.summary import render_summary, summary_json
+from graphc.tools.summary import render_summary, summary_json
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = sorted((ROOT / "models").glob("*.nn"))

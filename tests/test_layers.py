@@ -7,11 +7,11 @@ import math
 
 import numpy as np
 import pytest
+from op_harness import Case
 
 from graphc.ops import Ctx, Sample, lookup, resolve_attrs
 from graphc.ops import im2col as im2col_module
-from graphc.types import ShapeError, TensorType
-from op_harness import Case
+from graphc.tensor_type import ShapeError, TensorType
 
 
 def apply(name, in_types, **attrs):

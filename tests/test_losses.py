@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from op_harness import Case
 
 from graphc.ops import AttrError, Ctx, all_ops, lookup, resolve_attrs
-from graphc.types import CLASS, ShapeError, TensorType
-from op_harness import Case
+from graphc.tensor_type import CLASS, ShapeError, TensorType
 
 FAMILIES = ("activation", "reduce", "regularize", "loss")
 

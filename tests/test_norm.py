@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from op_harness import Case
 
 from graphc.diagnostics import GraphcError
 from graphc.ops import Ctx, Sample, lookup, resolve_attrs
-from graphc.types import ShapeError, TensorType
-from op_harness import Case
+from graphc.tensor_type import ShapeError, TensorType
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from op_harness import Case
 
 from graphc.ops import all_ops
-from op_harness import Case
 
 CASES = [(op, i) for op in all_ops() for i in range(len(op.samples))]
 IDS = [f"{op.name}-{i}" for op, i in CASES]

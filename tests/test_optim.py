@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from graphc.diagnostics import GraphcError
-from graphc.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
+from graphc.training.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 
 SHAPES = {"c1.weight": (3, 4, 2), "c1.bias": (4,), "fc.weight": (5, 3)}
 STEPS = 20

@@ -9,8 +9,8 @@ import pytest
 
 import graphc
 from graphc.cli import main
-from graphc.emit import compiled_plan
-from graphc.plan import Plan
+from graphc.compiler.plan import Plan
+from graphc.tools.emit import compiled_plan
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 
@@ -148,7 +148,7 @@ def test_emit_plan_shows_rules_buffers_and_fan_in(capsys):
     text = capsys.readouterr().out
     assert "rule: mul: swap" in text and "rule: add: pass-through" in text and "[buf" in text
     prog = compile64("model m { input x: []; output f = x * x + x }")
-    from graphc.emit import plan_text
+    from graphc.tools.emit import plan_text
     text = plan_text(prog.graph, compiled_plan(prog.graph))
     assert "dx = sum of 3" in text
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from op_harness import Case
 
 from graphc.ops import Sample, all_ops, lookup
 from graphc.ops.reduce import reduced_axes
-from op_harness import Case
 
 torch = pytest.importorskip("torch")
 from torch_parity import torch_args, torch_backward  # noqa: E402
+
 F = torch.nn.functional
 
 FAMILIES = ("activation", "reduce", "regularize")

@@ -8,10 +8,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 from torch_parity import torch_args  # noqa: E402
+
 F = torch.nn.functional
 
-from graphc.ops import lookup  # noqa: E402
 from op_harness import Case  # noqa: E402
+
+from graphc.ops import lookup  # noqa: E402
 
 OPS = ("linear", "conv", "maxpool", "avgpool", "flatten", "reshape", "concat")
 

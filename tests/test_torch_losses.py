@@ -6,12 +6,13 @@ import warnings
 
 import numpy as np
 import pytest
+from op_harness import Case
 
 from graphc.ops import all_ops
-from op_harness import Case
 
 torch = pytest.importorskip("torch")
 from torch_parity import torch_args, torch_backward  # noqa: E402
+
 F = torch.nn.functional
 
 

@@ -7,10 +7,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 from torch_parity import torch_args  # noqa: E402
+
 F = torch.nn.functional
 
-from graphc.ops import lookup  # noqa: E402
 from op_harness import Case  # noqa: E402
+
+from graphc.ops import lookup  # noqa: E402
 
 NAMES = ("batchnorm", "layernorm", "instancenorm", "groupnorm", "lrn")
 CASES = [(name, i) for name in NAMES for i in range(len(lookup(name).samples))]

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import MODELS, REPO
-from graphc.checkpoint import load_arrays
+
+from graphc.training.checkpoint import load_arrays
 
 TIMING = re.compile(r'\n\s*"(seconds|samples_per_s)": [^\n]*')
 
@@ -425,7 +425,7 @@ def test_step_schedule_halves_lr_each_epoch(graphc_run, tmp_path):
 
 
 def test_validation_split_reports_val_metrics(graphc_run, tmp_path):
-    from graphc.data import load_dataset
+    from graphc.training.data import load_dataset
     n = len(load_dataset("digits", seed=3).x_train)
     n_val = round(n * 0.2)
     out = tmp_path / "out"
@@ -453,7 +453,7 @@ train { data = "DATA"; batch = 20; epochs = 10; optimizer = sgd(lr=0.5); validat
 
 def _early_stop_model(tmp_path: Path) -> Path:
     """Return a model whose validation loss rises every epoch: validation labels are the training rule negated."""
-    from graphc.data import split_validation
+    from graphc.training.data import split_validation
     n = 200
     x = np.random.default_rng(0).standard_normal((n, 2)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64)
@@ -497,7 +497,7 @@ def test_init_zeros_warns(graphc_run, tmp_path):
 
 
 def test_eval_with_weights_reproduces_test_metrics(graphc_run, tmp_path):
-    from graphc.train import format_metrics
+    from graphc.training.trainer import format_metrics
     path, out = write(tmp_path, NOISY), tmp_path / "out"
     status, _, err = graphc_run("run", path, "--out", out, "--quiet")
     assert status == 0, err

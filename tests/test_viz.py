@@ -12,10 +12,10 @@ import networkx as nx
 import pytest
 
 from graphc.cli import main
-from graphc.emit import compiled_plan
-from graphc.layout import layered_layout
 from graphc.program import check_file, check_source
+from graphc.tools.emit import compiled_plan
 from graphc.viz import viz
+from graphc.viz.layout import layered_layout
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 HAS_DOT = shutil.which("dot") is not None

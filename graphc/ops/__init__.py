@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..types import TensorType
+from graphc.tensor_type import TensorType
 
 REQUIRED = object()
 
@@ -304,4 +304,4 @@ def _validate(op: OpDef) -> list[str]:
 
 
 # Importing the family modules fills the registry.
-from . import gates, reduce, shape, layers, activations, norm, losses, regularize  # noqa: E402,F401
+from graphc.ops import activations, gates, layers, losses, norm, reduce, regularize, shape  # noqa: E402,F401

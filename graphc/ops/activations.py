@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..types import ShapeError, TensorType, float_inputs, format_shape
-from . import Attr, OpDef, ParamSpec, Sample, register
-from .kernels import maximum_zero
+from graphc.ops import Attr, OpDef, ParamSpec, Sample, register
+from graphc.ops.kernels import maximum_zero
+from graphc.tensor_type import ShapeError, TensorType, float_inputs, format_shape
 
 _SAMPLES = (Sample(((3, 4),)), Sample(((),)), Sample(((2, 3, 5),)), Sample(((7,),), batched=(False,)))
 

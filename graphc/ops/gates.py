@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..types import ShapeError, TensorType, broadcast_shapes, float_inputs, format_shape
-from . import OpDef, Sample, register
-from .kernels import align, grad_for
+from graphc.ops import OpDef, Sample, register
+from graphc.ops.kernels import align, grad_for
+from graphc.tensor_type import ShapeError, TensorType, broadcast_shapes, float_inputs, format_shape
 
 _BINARY_SAMPLES = (
     Sample(((3, 4), (3, 4))),
@@ -230,7 +230,7 @@ def _matmul_backward(ctx, g, args, out):
 
 
 def _sum_to(grad, shape):
-    from .kernels import unbroadcast
+    from graphc.ops.kernels import unbroadcast
     return unbroadcast(grad, shape)
 
 

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from ..types import ShapeError, TensorType
+from graphc.tensor_type import ShapeError, TensorType
 
 
 def conv_out_size(size: int, kernel: int, stride: int, pad: int, *, what: str = "output height") -> int:

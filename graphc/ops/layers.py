@@ -11,12 +11,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..types import ShapeError, float_inputs, format_shape
-from . import Attr, OpDef, ParamSpec, Sample, register
-from .im2col import (POOL, col2im, col2im_rows, from_columns, geometry, give_columns, give_grad_columns,
-                     give_shifted_gradients, im2col, pad_input, per_sample, row_columns_pay, row_sums,
-                     shifted_gradients, tiles, to_columns, unpad, window)
-from .kernels import conv_out_size
+from graphc.ops import Attr, OpDef, ParamSpec, Sample, register
+from graphc.ops.im2col import (
+    POOL,
+    col2im,
+    col2im_rows,
+    from_columns,
+    geometry,
+    give_columns,
+    give_grad_columns,
+    give_shifted_gradients,
+    im2col,
+    pad_input,
+    per_sample,
+    row_columns_pay,
+    row_sums,
+    shifted_gradients,
+    tiles,
+    to_columns,
+    unpad,
+    window,
+)
+from graphc.ops.kernels import conv_out_size
+from graphc.tensor_type import ShapeError, float_inputs, format_shape
 
 
 def _has_bias(attrs: dict) -> bool:

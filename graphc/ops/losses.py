@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..types import CLASS, ShapeError, TensorType, float_inputs, format_shape
-from . import Attr, OpDef, Sample, register
+from graphc.ops import Attr, OpDef, Sample, register
+from graphc.tensor_type import CLASS, ShapeError, TensorType, float_inputs, format_shape
 
 SCALAR = TensorType((), batched=False)
 

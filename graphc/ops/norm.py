@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..diagnostics import GraphcError
-from ..types import ShapeError, float_inputs, format_shape
-from . import Attr, OpDef, ParamSpec, Sample, StateSpec, register
+from graphc.diagnostics import GraphcError
+from graphc.ops import Attr, OpDef, ParamSpec, Sample, StateSpec, register
+from graphc.tensor_type import ShapeError, float_inputs, format_shape
 
 
 def _view(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..types import ShapeError, TensorType, float_inputs, format_shape
-from . import Attr, OpDef, Sample, register
+from graphc.ops import Attr, OpDef, Sample, register
+from graphc.tensor_type import ShapeError, TensorType, float_inputs, format_shape
 
 
 def reduced_axes(t: TensorType, axis) -> tuple[int, ...]:

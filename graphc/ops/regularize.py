@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..types import ShapeError, TensorType, float_inputs
-from . import Attr, OpDef, Sample, register
+from graphc.ops import Attr, OpDef, Sample, register
+from graphc.tensor_type import ShapeError, TensorType, float_inputs
 
 
 def _shape(in_types: list[TensorType], attrs: dict) -> TensorType:

@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from ..types import ShapeError, TensorType, float_inputs, format_shape
-from . import Attr, OpDef, Sample, register
+from graphc.ops import Attr, OpDef, Sample, register
+from graphc.tensor_type import ShapeError, TensorType, float_inputs, format_shape
 
 
 def _runtime(t: TensorType, like: np.ndarray) -> tuple[int, ...]:

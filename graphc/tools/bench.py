@@ -1,0 +1,219 @@
+"""Bench: a compiled Program -> training and inference samples/s, per-node times, peak memory.
+
+Input: a Program (compiled from a `.nn` file) and a batch size. Output: a
+`BenchResult` — the median samples/s of full training steps (forward, loss,
+backward and the train section's optimizer update, as `graphc run` does
+them) and of inference (forward in eval mode of the declared outputs), a
+per-node table of forward and backward milliseconds per step (like
+`caffe time`, from the executor's `profile=` hook) and the plan's peak
+buffer bytes. Data is random, of the declared shapes; nothing is read from
+disk. A leaf module: nothing in the pipeline imports it.
+
+Timing: `warmup` untimed steps (buffers, pools and BLAS threads settle), then
+`repeats` runs of `steps` steps each; the median run counts. The per-node
+table comes from separate profiled runs, so its timer calls never slow the
+headline numbers.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from graphc.program import Program
+
+
+@dataclass
+class NodeTime:
+    """Milliseconds per training step spent in one plan step."""
+
+    node: str
+    op: str
+    forward_ms: float
+    backward_ms: float
+
+
+@dataclass
+class BenchResult:
+    """What `graphc bench` measures (see the module docstring)."""
+
+    model: str
+    batch: int
+    steps: int
+    repeats: int
+    threads: int | None
+    optimizer: str
+    train_samples_per_s: float
+    infer_samples_per_s: float
+    train_ms_per_step: float
+    infer_ms_per_step: float
+    train_runs: list[float]            # samples/s of each repeat
+    infer_runs: list[float]
+    per_node: list[NodeTime]
+    optimizer_ms: float                # per step, from the profiled runs
+    peak_bytes: int
+    activation_bytes: int
+    params: int
+    flops_per_sample: int
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """Return the result as JSON-ready data."""
+        return asdict(self)
+
+
+def random_feeds(program: Program, batch: int, seed: int = 0) -> dict:
+    """Return random inputs and labels of the model's declared shapes, converted to its dtype."""
+    from graphc.runtime.feeds import random_feeds as draw
+    feeds, _ = program.check_feeds(draw(program.graph, batch, seed), need_labels=True)
+    return feeds
+
+
+def optimizer_of(program: Program):
+    """Return (name, kwargs, optimizer) from the train section (sgd(lr=0.01) without one)."""
+    from graphc.training.optim import make_optimizer
+    from graphc.training.settings import DEFAULTS
+    train = program.graph.train or {}
+    name, kwargs = train["optimizer"].value if "optimizer" in train else DEFAULTS["optimizer"]
+    return name, dict(kwargs), make_optimizer(name, program.params, **kwargs)
+
+
+class TrainStep:
+    """One training step as the trainer takes it: forward, loss, backward, optimizer update."""
+
+    def __init__(self, program: Program, feeds: dict):
+        self.program, self.feeds = program, feeds
+        self.name, self.kwargs, self.optimizer = optimizer_of(program)
+        self.param_names = list(program.params)
+
+    def __call__(self, profile=None) -> float | None:
+        program = self.program
+        values, grads = program.forward_backward(self.feeds, train=True, checked=False,
+                                                 input_grads=False, profile=profile)
+        loss = program.loss_value(values) if program.graph.loss is not None else None
+        started = time.perf_counter() if profile is not None else 0.0
+        self.optimizer.step({p: grads[p] for p in self.param_names if p in grads})
+        if profile is not None:
+            profile[1]["<optimizer>"] = profile[1].get("<optimizer>", 0.0) + time.perf_counter() - started
+        return loss
+
+
+class InferStep:
+    """One inference step: the declared outputs in eval mode."""
+
+    def __init__(self, program: Program, feeds: dict):
+        self.program = program
+        graph = program.graph
+        self.feeds = {k: v for k, v in feeds.items() if k in graph.inputs}
+        wanted = tuple(graph.outputs.values()) or ((graph.loss,) if graph.loss else ())
+        if not graph.outputs:
+            self.feeds = feeds
+        self.executor = program.executor(wanted, backward=False)
+        self.batch = next(iter(feeds.values())).shape[0]
+
+    def __call__(self, profile=None):
+        p = self.program
+        return self.executor.forward(self.feeds, p.params, p.state, train=False, rng=p.rng,
+                                     batch=self.batch, profile=profile)
+
+
+def time_runs(step, steps: int, repeats: int, warmup: int) -> list[float]:
+    """Return the seconds per step of each of `repeats` runs of `steps` calls, after warm-up."""
+    for _ in range(warmup):
+        step()
+    runs = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(steps):
+            step()
+        runs.append((time.perf_counter() - started) / steps)
+    return runs
+
+
+@contextmanager
+def blas_threads(threads: int | None):
+    """Limit BLAS (and OpenMP) threads to `threads` inside the block; None leaves them as they are."""
+    if threads is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=threads):
+        yield
+
+
+def bench(program: Program, batch: int = 100, *, steps: int = 50, warmup: int = 10, repeats: int = 5,
+          threads: int | None = None, profile_steps: int | None = None, seed: int = 0) -> BenchResult:
+    """Return the training and inference speed of a program at a batch size (see the module docstring)."""
+    feeds = random_feeds(program, batch, seed)
+    with blas_threads(threads), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        train = TrainStep(program, feeds)
+        infer = InferStep(program, feeds)
+        train_runs = time_runs(train, steps, repeats, warmup)
+        infer_runs = time_runs(infer, steps, repeats, warmup)
+        # The per-node table: separate, profiled steps (never mixed into the numbers above).
+        n = profile_steps or max(1, min(steps, 20))
+        fwd, bwd = {}, {}
+        for _ in range(n):
+            train(profile=(fwd, bwd))
+    plan = program.executor_for_backward(input_grads=False).plan
+    per_node = [NodeTime(s.node, s.op, 1e3 * fwd.get(s.node, 0.0) / n, 1e3 * bwd.get(s.node, 0.0) / n)
+                for s in plan.forward]
+    train_s, infer_s = statistics.median(train_runs), statistics.median(infer_runs)
+    graph = program.graph
+    flops = sum(int(graph.node(s.node).get("flops") or 0) for s in plan.forward)
+    return BenchResult(
+        model=graph.model, batch=batch, steps=steps, repeats=repeats, threads=threads,
+        optimizer=_call_text(train.name, train.kwargs),
+        train_samples_per_s=batch / train_s, infer_samples_per_s=batch / infer_s,
+        train_ms_per_step=1e3 * train_s, infer_ms_per_step=1e3 * infer_s,
+        train_runs=[batch / s for s in train_runs], infer_runs=[batch / s for s in infer_runs],
+        per_node=per_node, optimizer_ms=1e3 * bwd.get("<optimizer>", 0.0) / n,
+        peak_bytes=plan.peak_bytes(batch, program.dtype.itemsize),
+        activation_bytes=plan.activation_bytes(batch, program.dtype.itemsize),
+        params=sum(int(v.size) for v in program.params.values()), flops_per_sample=flops)
+
+
+def render(result: BenchResult) -> str:
+    """Return the human-readable report of a BenchResult."""
+    r = result
+    lines = [f"{r.model}: batch {r.batch}, {r.optimizer}, {r.params:,} parameters, "
+             f"{r.flops_per_sample / 1e6:.2f} MFLOP/sample forward"
+             + (f", {r.threads} BLAS threads" if r.threads else ""),
+             f"  train      {r.train_samples_per_s:>10,.0f} samples/s   {r.train_ms_per_step:8.3f} ms/step"
+             f"   (median of {r.repeats} x {r.steps} steps; runs {_spread(r.train_runs)})",
+             f"  inference  {r.infer_samples_per_s:>10,.0f} samples/s   {r.infer_ms_per_step:8.3f} ms/step"
+             f"   (runs {_spread(r.infer_runs)})",
+             f"  peak buffer memory {_bytes(r.peak_bytes)} (without reuse {_bytes(r.activation_bytes)})",
+             "",
+             "per node, ms per training step (profiled separately):"]
+    width = max([len(n.node) for n in r.per_node] + [8])
+    lines.append(f"  {'node'.ljust(width)}  {'op':<14} {'forward':>9} {'backward':>9} {'total':>9}")
+    total_f = total_b = 0.0
+    for n in r.per_node:
+        total_f += n.forward_ms
+        total_b += n.backward_ms
+        lines.append(f"  {n.node.ljust(width)}  {n.op:<14} {n.forward_ms:9.3f} {n.backward_ms:9.3f} "
+                     f"{n.forward_ms + n.backward_ms:9.3f}")
+    lines.append(f"  {'optimizer'.ljust(width)}  {'':<14} {'':>9} {r.optimizer_ms:9.3f} {r.optimizer_ms:9.3f}")
+    lines.append(f"  {'total'.ljust(width)}  {'':<14} {total_f:9.3f} {total_b + r.optimizer_ms:9.3f} "
+                 f"{total_f + total_b + r.optimizer_ms:9.3f}")
+    return "\n".join(lines)
+
+
+def _call_text(name: str, kwargs: dict) -> str:
+    return f"{name}(" + ", ".join(f"{k}={v}" for k, v in kwargs.items()) + ")"
+
+
+def _spread(runs: list[float]) -> str:
+    return f"{min(runs):,.0f}..{max(runs):,.0f}" if len(runs) > 1 else f"{runs[0]:,.0f}"
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)

@@ -1,0 +1,90 @@
+"""Emit: a compiled plan -> text a person or a tool reads.
+
+Input: a typed Graph. Output: `graphc compile --emit plan|json|dot`: both
+schedules with shapes, buffers and the gradient rule of every backward step;
+the same as JSON (which `Plan.from_json` reads back); or Graphviz DOT. A leaf:
+nothing in the pipeline imports it.
+"""
+from __future__ import annotations
+
+import json
+
+from graphc.compiler.graph import Graph
+from graphc.compiler.plan import Plan, plan
+from graphc.tensor_type import format_shape
+
+
+def compiled_plan(graph: Graph, backward: bool = True) -> Plan:
+    """Return the plan `graphc run` would execute.
+
+    With a train section that is the training plan (no gradient of the data);
+    without one, `run` also reports the gradients of the inputs.
+    """
+    wanted = list(graph.outputs.values()) + ([graph.loss] if graph.loss else [])
+    return plan(graph, wanted, backward=backward and graph.objective is not None,
+                input_grads=graph.train is None)
+
+
+def emit(graph: Graph, form: str, backward: bool = True) -> str:
+    """Return the compiled plan as `plan` text, `json` or `dot`."""
+    p = compiled_plan(graph, backward)
+    if form == "json":
+        return json.dumps({"model": graph.model, "plan": p.to_json()}, indent=1)
+    if form == "dot":
+        return plan_dot(graph, p)
+    return plan_text(graph, p)
+
+
+def _shape(graph: Graph, name: str) -> str:
+    t = graph.type_of(name)
+    return str(t)
+
+
+def plan_text(graph: Graph, p: Plan, batch: int = 100) -> str:
+    """Return both schedules as readable text."""
+    lines = [f"model {graph.model}", "", "forward schedule:"]
+    width = max([len(s.node) for s in p.forward] + [4])
+    for s in p.forward:
+        args = ", ".join(f"{a} {_shape(graph, a)}" for a in s.inputs)
+        params = "".join(f", {q} {format_shape(graph.params[q].shape)}" for q in s.params)
+        buf = f"buf {s.buffer}" if s.buffer is not None else f"view of {s.inputs[0]}"
+        lines.append(f"  {s.index:>3}  {s.node.ljust(width)} = {s.op}({args}{params}) -> "
+                     f"{format_shape(tuple(s.shape))}  [{buf}]")
+    if p.backward:
+        lines += ["", f"backward schedule (gradient of {p.objective}):"]
+        for b in p.backward:
+            targets = ", ".join(f"d{t}" + ("" if p.fan_in.get(t, 0) < 2 else f" (+= of {p.fan_in[t]})")
+                                for t, need in zip(b.targets, b.needs) if need)
+            lines.append(f"  {b.index:>3}  d{b.node} -> {targets or '(nothing needed)'}    rule: {b.rule}")
+        summed = {t: n for t, n in p.fan_in.items() if n > 1}
+        if summed:
+            lines.append("  fan-in sums (the add gate reversed): "
+                         + ", ".join(f"d{t} = sum of {n}" for t, n in summed.items()))
+    lines += ["", f"buffers: {len(p.buffers)} for {len(p.forward)} steps; peak "
+              f"{p.peak_bytes(batch) / 1e6:.2f} MB at batch {batch} in float32 "
+              f"(without reuse {p.activation_bytes(batch) / 1e6:.2f} MB)"]
+    return "\n".join(lines)
+
+
+def plan_dot(graph: Graph, p: Plan) -> str:
+    """Return the compiled graph (and its backward steps) as Graphviz DOT text."""
+    def q(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = [f"digraph {q(graph.model)} {{", "  rankdir=TB;", "  node [shape=box, fontname=Helvetica];"]
+    scheduled = {s.node for s in p.forward}
+    for name, a in graph.nx.nodes(data=True):
+        if a["kind"] != "op" or name in scheduled:
+            label = f"{name}\\n{a['op'] or a['kind']}\\n{a['type']}" if "type" in a else name
+            lines.append(f"  {q(name)} [label={q(label)}];")
+    for s in p.forward:
+        lines.append(f"  {q(s.node)} [label={q(f'{s.index}: {s.node}' + chr(10) + s.op + chr(10) + format_shape(tuple(s.shape)))}];")
+    for u, v, e in graph.nx.edges(data=True):
+        lines.append(f"  {q(u)} -> {q(v)} [label={q(str(e.get('type', '')))}];")
+    for b in p.backward:
+        for t, need in zip(b.targets, b.needs):
+            if need and t in graph.nx:
+                lines.append(f"  {q(b.node)} -> {q(t)} [style=dashed, color=red, constraint=false, "
+                             f"label={q(b.rule)}];")
+    lines.append("}")
+    return "\n".join(lines)
