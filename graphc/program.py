@@ -207,7 +207,7 @@ def initial_params(graph: Graph, dtype, seed: int, default_init) -> dict[str, np
     weights that start at zero get a warning (identical weights never break symmetry).
     """
     from graphc.diagnostics import Diagnostic
-    from graphc.training.init import initialise
+    from graphc.ops.init import initialise
     rng = np.random.default_rng(seed)
     params = {}
     for name, info in graph.params.items():

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 FLOAT = "float"
 CLASS = "class"
+MAX_ELEMENTS = 2 ** 40   # elements one tensor may hold: a limit, so a typo cannot ask for exabytes
 
 
 class ShapeError(Exception):

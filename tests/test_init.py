@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from graphc.diagnostics import GraphcError
-from graphc.training.init import INITIALISERS, fans, initialise
+from graphc.ops.init import INITIALISERS, fans, initialise
 
 SHAPE = (400, 300)  # graphc linear layout [in, out]
 FAN_IN, FAN_OUT = 400, 300

@@ -9,8 +9,7 @@ import pytest
 
 import graphc
 from graphc.cli import main
-from graphc.compiler.plan import Plan
-from graphc.tools.emit import compiled_plan
+from graphc.compiler.plan import Plan, compiled_plan
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 

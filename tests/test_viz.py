@@ -12,8 +12,8 @@ import networkx as nx
 import pytest
 
 from graphc.cli import main
+from graphc.compiler.plan import compiled_plan
 from graphc.program import check_file, check_source
-from graphc.tools.emit import compiled_plan
 from graphc.viz import viz
 from graphc.viz.layout import layered_layout
 

@@ -21,11 +21,10 @@ from graphc.compiler.build import (
     _StatementNames,
 )
 from graphc.compiler.graph import ParamInfo
-from graphc.compiler.infer import MAX_ELEMENTS
 from graphc.diagnostics import Diagnostic, Note
 from graphc.language import syntax as S
 from graphc.ops import AttrError, OpDef, all_names, lookup, resolve_attrs
-from graphc.tensor_type import CLASS, TensorType, format_shape
+from graphc.tensor_type import CLASS, MAX_ELEMENTS, TensorType, format_shape
 from graphc.training.settings import resolve_init
 
 MAX_REPEAT = 10_000   # copies one `repeat` may make

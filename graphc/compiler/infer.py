@@ -13,13 +13,12 @@ import networkx as nx
 from graphc.compiler.graph import Graph, ParamInfo, StateInfo, trace_notes
 from graphc.diagnostics import Diagnostic, Diagnostics
 from graphc.ops import lookup
-from graphc.tensor_type import CLASS, ShapeError, format_shape, num_elements
-from graphc.training.init import fans
+from graphc.ops.init import fans
+from graphc.tensor_type import CLASS, MAX_ELEMENTS, ShapeError, format_shape, num_elements
 
 # The most elements one tensor may hold (per sample, or in total for a parameter):
 # 2**40 float32 values are 4 TiB, far beyond any model graphc can run, and every
 # element count, FLOP count and byte size below it still fits NumPy's int64.
-MAX_ELEMENTS = 2 ** 40
 
 
 def infer(graph: Graph, diagnostics: Diagnostics) -> Graph:

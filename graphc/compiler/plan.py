@@ -239,3 +239,13 @@ def _assign_buffers(graph: Graph, steps: list[Step], back: list[BackStep], keep:
         s.buffer = chosen
         live[s.output] = chosen
     return buffers
+
+def compiled_plan(graph: Graph, backward: bool = True) -> Plan:
+    """Return the plan `graphc run` would execute.
+
+    With a train section that is the training plan (no gradient of the data);
+    without one, `run` also reports the gradients of the inputs.
+    """
+    wanted = list(graph.outputs.values()) + ([graph.loss] if graph.loss else [])
+    return plan(graph, wanted, backward=backward and graph.objective is not None,
+                input_grads=graph.train is None)

@@ -10,19 +10,8 @@ from __future__ import annotations
 import json
 
 from graphc.compiler.graph import Graph
-from graphc.compiler.plan import Plan, plan
+from graphc.compiler.plan import Plan, compiled_plan
 from graphc.tensor_type import format_shape
-
-
-def compiled_plan(graph: Graph, backward: bool = True) -> Plan:
-    """Return the plan `graphc run` would execute.
-
-    With a train section that is the training plan (no gradient of the data);
-    without one, `run` also reports the gradients of the inputs.
-    """
-    wanted = list(graph.outputs.values()) + ([graph.loss] if graph.loss else [])
-    return plan(graph, wanted, backward=backward and graph.objective is not None,
-                input_grads=graph.train is None)
 
 
 def emit(graph: Graph, form: str, backward: bool = True) -> str:

@@ -62,7 +62,7 @@ def constant(expr):
 
 def resolve_init(expr, diagnostics: Diagnostics, evaluate=None):
     """Return (scheme, kwargs) for an `init=` value, or None after recording an error."""
-    from graphc.training.init import INITIALISERS
+    from graphc.ops.init import INITIALISERS
     return _named_call(expr, diagnostics, INITIALISERS, "an initialiser")
 
 
@@ -128,7 +128,7 @@ def check_setting(key: str, expr, diagnostics: Diagnostics, key_span):
                           + "settings: " + ", ".join(TRAIN_KEYS))
         return None
     if key in ("optimizer", "schedule", "init"):
-        from graphc.training.init import INITIALISERS
+        from graphc.ops.init import INITIALISERS
         from graphc.training.optim import OPTIMIZERS, SCHEDULES
         table = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "init": INITIALISERS}[key]
         return _named_call(expr, diagnostics, table, {"optimizer": "an optimizer", "schedule": "a schedule",

@@ -102,7 +102,7 @@ def viz(graph: Graph, path: str | Path, *, backward: bool = False, numbered: boo
                                                       "or drop --backward")
     if not path.parent.is_dir():
         raise GraphcError(f"cannot write `{path}`: directory `{path.parent}` does not exist")
-    from graphc.tools.emit import compiled_plan
+    from graphc.compiler.plan import compiled_plan
     p = compiled_plan(graph, backward=True)
     scene = build_scene(graph, p, backward=backward, numbered=numbered)
     if ext == ".html":
