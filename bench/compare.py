@@ -1,6 +1,6 @@
 """graphc against PyTorch on the same CPU, in one process, interleaved.
 
-    python bench/compare.py [--repeats 5] [--batch 100] [--threads N] [--quick] [--json FILE]
+    python -m bench.compare [--repeats 5] [--batch 100] [--threads N] [--quick] [--json FILE]
 
 Builds the three reference models in graphc (models/mlp.nn, models/lenet5.nn,
 models/simple_convnet.nn) and the same networks in PyTorch (same layer sizes,
@@ -37,11 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from graphc import compile_file
+from graphc.ops.kernels import retain_freed_memory
+from graphc.tools.bench import InferStep, TrainStep, blas_threads, random_feeds
 
-from graphc import compile_file  # noqa: E402
-from graphc.tools.bench import InferStep, TrainStep, blas_threads, random_feeds  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 MODELS = ("mlp", "lenet5", "simple_convnet")
 
@@ -85,7 +85,7 @@ def torch_optimizer(name: str, kwargs: dict, params):
     import torch
 
     from graphc.training.optim import OPTIMIZERS
-    h = {**OPTIMIZERS[name][1], **kwargs}
+    h = OPTIMIZERS[name][1].complete(kwargs)
     if name in ("sgd", "momentum", "nesterov"):
         return torch.optim.SGD(params, lr=h["lr"], momentum=h["momentum"], dampening=h["dampening"],
                                nesterov=h["nesterov"])
@@ -166,7 +166,7 @@ def compare_model(name: str, batch: int, steps: int, warmup: int, repeats: int, 
     runs = {who: {"train": [], "infer": []} for who in contenders}
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for kind in ("train", "infer"):
-            for who, steps_of in contenders.items():
+            for steps_of in contenders.values():
                 for _ in range(warmup):
                     steps_of[kind]()
             for _ in range(repeats):
@@ -229,11 +229,10 @@ def compile_speed(sizes, repeats: int, process_repeats: int) -> dict:
         rows.append({"target": n, "nodes": nodes, "lines": text.count("\n"), "seconds": t,
                      "us_per_node": 1e6 * t / nodes, "runs": times})
     process = []
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     for _ in range(process_repeats):
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "graphc", "check", str(ROOT / "models" / "lenet5.nn")],
-                       check=True, stdout=subprocess.DEVNULL, cwd=ROOT, env=env)
+                       check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
         process.append(time.perf_counter() - started)
     growth = rows[-1]["us_per_node"] / rows[0]["us_per_node"] if len(rows) > 1 else 1.0
     return {"chains": rows, "lenet5_process_seconds": statistics.median(process), "lenet5_process_runs": process,
@@ -292,6 +291,7 @@ def _cell(r: dict, key: str) -> str:
 
 
 def main(argv=None) -> int:
+    retain_freed_memory()   # as `graphc run` and `graphc bench` do: freed step arrays stay in the heap
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=5, help="timed runs per model and contender (median)")
     p.add_argument("--batch", type=int, default=100)

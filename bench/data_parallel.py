@@ -1,6 +1,6 @@
 """Probe: what would a data-parallel training step buy? (evidence for an executor change)
 
-    python bench/data_parallel.py [--models lenet5,simple_convnet,mlp] [--repeats 7] [--no-torch]
+    python -m bench.data_parallel [--models lenet5,simple_convnet,mlp] [--repeats 7] [--no-torch]
 
 NumPy runs each kernel on one core, and most of graphc's GEMMs are small
 enough that OpenBLAS runs them on one core too, so a training step uses about
@@ -28,15 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import compare
+from graphc import compile_file
+from graphc.program import Program
+from graphc.tools.bench import TrainStep, blas_threads, random_feeds
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-import compare  # noqa: E402
-
-from graphc import compile_file  # noqa: E402
-from graphc.program import Program  # noqa: E402
-from graphc.tools.bench import TrainStep, blas_threads, random_feeds  # noqa: E402
 
 
 class DataParallelStep:

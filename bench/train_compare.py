@@ -1,6 +1,6 @@
 """Train a reference model in graphc and in PyTorch, alternating epoch by epoch, in one process.
 
-    python bench/train_compare.py lenet5 [--epochs 5] [--limit N]
+    python -m bench.train_compare lenet5 [--epochs 5] [--limit N]
 
 The machine is shared and noisy, so the two frameworks' epochs are
 interleaved (graphc epoch 1, PyTorch epoch 1, graphc epoch 2, ...): each
@@ -11,19 +11,17 @@ read the same MNIST files in the same shuffled order. Prints per-epoch seconds a
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import torch  # noqa: E402
-from compare import MODELS, copy_weights, torch_model, torch_optimizer  # noqa: E402
-
-from graphc.program import Program, check_file  # noqa: E402
-from graphc.training.trainconfig import train_config  # noqa: E402
-from graphc.training.trainer import TrainData, Trainer, evaluate  # noqa: E402
+from bench.compare import MODELS, copy_weights, torch_model, torch_optimizer
+from graphc.program import Program, check_file
+from graphc.training.batching import TrainData
+from graphc.training.config import train_config
+from graphc.training.trainer import Trainer, evaluate_split
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,12 +39,12 @@ def main() -> None:
     cfg = train_config(graph, epochs=args.epochs)
     program = Program(graph, seed=cfg.seed, init=cfg.init)
     data = TrainData.load(program, cfg, limit=args.limit)
-    trainer = Trainer(program, cfg, data, Path("/tmp/graphc-train-compare"), quiet=True, say=lambda *a: None)
+    trainer = Trainer(program, cfg, data, Path("/tmp/graphc-train-compare"))
 
     torch.set_num_threads(args.threads)
     net = torch_model(args.model)
     copy_weights(program, net)
-    shape = (-1, *graph.node(graph.inputs[0])["declared"].shape)
+    shape = (-1, *graph.node(graph.inputs[0]).declared.shape)
     x = torch.from_numpy(data.x_train.reshape(shape))
     y = torch.from_numpy(data.y_train)
     xt = torch.from_numpy(data.x_test.reshape(shape))
@@ -60,7 +58,7 @@ def main() -> None:
     g_times, t_times = [], []
     for epoch in range(cfg.epochs):
         record = trainer.epoch(epoch)
-        g_acc = evaluate(program, data.x_test, data.y_test)["accuracy"]
+        g_acc = evaluate_split(program, data.x_test, data.y_test)["accuracy"]
 
         order = torch.from_numpy(np.random.default_rng([cfg.seed, epoch]).permutation(len(x)))
         net.train()

@@ -9,11 +9,13 @@ compiler-style rendering
           |        ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
       help: (14 + 2*0 - 5) / 2 + 1 = 5.5; choose pad and stride so that stride divides 9
 
+`did_you_mean` is the one suggestion helper every stage uses for a misspelt name.
 `GraphcError` is the one exception that the command line turns into exit
 status 1 without a traceback; anything else is a bug.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 
 from graphc.source import Span
@@ -58,6 +60,12 @@ class Diagnostic:
         return self.render()
 
 
+def did_you_mean(name: str, candidates) -> str | None:
+    """Return "did you mean `X`?" for the candidate closest to a misspelt `name`, or None if none is close."""
+    close = difflib.get_close_matches(name, [str(c) for c in candidates], n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else None
+
+
 def _snippet(span: Span) -> list[str]:
     """Return the source line of a span and a caret line underneath it."""
     line, col = span.line, span.col
@@ -66,10 +74,21 @@ def _snippet(span: Span) -> list[str]:
     if end_line != line:
         end_col = len(text) + 1
     width = max(1, end_col - col)
+    if len(text) > _SHOWN_CHARS:
+        # A long line (a generated model, a minified file) is shown as a window around the caret.
+        start = max(0, min(col - 1 - _SHOWN_CHARS // 3, len(text) - _SHOWN_CHARS))
+        shown = text[start:start + _SHOWN_CHARS]
+        prefix = "…" if start > 0 else ""
+        text = prefix + shown + ("…" if start + _SHOWN_CHARS < len(text) else "")
+        col = col - start + len(prefix)
+        width = max(1, min(width, len(prefix) + len(shown) + 1 - col))
     return [
         f"{line:>5} | {text}",
         f"      | {' ' * (col - 1)}^{'~' * (width - 1)}",
     ]
+
+
+_SHOWN_CHARS = 200      # of a source line in a snippet; longer lines are cut around the caret
 
 
 class GraphcError(Exception):

@@ -1,74 +1,59 @@
-"""The driver: parse -> build -> infer -> plan, and the `Program` users hold.
+"""The driver and the table of contents: parse -> build -> infer -> plan -> Program.
 
 Input: a `.nn` file or text. Output: a `Program` with stable parameter names,
-`run(feeds)` and `gradients(feeds)`. This module is the table of contents of
-the pipeline; each stage lives in its own module.
+`run(feeds)` and `gradients(feeds)`. Read top-down, this module is the
+pipeline; each stage lives in its own module:
+
+  language.parse      text -> syntax modules (the main file and its imports)
+  compiler.build      syntax -> Graph of Node records, names and ops resolved
+  (train section)     the model's `train { }` settings, resolved after build
+  compiler.infer      Graph -> a type, FLOPs, parameters and state on every node
+  compiler.plan       typed Graph -> forward/backward schedule with buffers (per Program.executor)
+  runtime.execute     plan + arrays -> values and gradients
 """
 from __future__ import annotations
 
-import gc
-from contextlib import contextmanager
 from pathlib import Path
 
+import networkx as nx
 import numpy as np
 
 from graphc.compiler.build import build
+from graphc.compiler.gc_pause import no_cycle_collection
 from graphc.compiler.graph import Graph
 from graphc.compiler.infer import infer
-from graphc.diagnostics import Diagnostics, GraphcError
+from graphc.compiler.plan import plan
+from graphc.diagnostics import Diagnostic, Diagnostics, GraphcError
 from graphc.language.parse import parse_program
+from graphc.ops.init import initialise
+from graphc.runtime.execute import Executor
+from graphc.runtime.feeds import check_feeds
+from graphc.training.config import default_settings, resolve_train
 
 
 def check_file(path: str | Path, model: str | None = None) -> Graph:
     """Return the typed graph of a file's model; raise GraphcError with every error found."""
-    with _no_cycle_collection():
+    with no_cycle_collection():
         return check_modules(parse_program(path), model)
 
 
 def check_source(text: str, name: str = "<string>", model: str | None = None) -> Graph:
     """Return the typed graph of `.nn` text; raise GraphcError with every error found."""
-    with _no_cycle_collection():
+    with no_cycle_collection():
         return check_modules(parse_program(text=text, name=name), model)
 
 
 def check_modules(modules, model: str | None = None) -> Graph:
-    """Return the typed graph of parsed modules (build + infer)."""
-    with _no_cycle_collection():
+    """Return the typed graph of parsed modules (build, train section, infer); raise GraphcError on errors."""
+    with no_cycle_collection():
         diagnostics = Diagnostics()
         graph = build(modules, diagnostics, model)
         if graph is not None:
+            if graph.train_section is not None:
+                graph.train = resolve_train(graph.train_section, diagnostics)
             infer(graph, diagnostics)
         diagnostics.raise_if_errors()
         return graph
-
-
-# After a check that left more new objects than this, collect at once (see below).
-_COLLECT_AFTER = 200_000
-
-
-@contextmanager
-def _no_cycle_collection():
-    """Pause Python's cycle collector while checking (reference counting still frees memory).
-
-    The front end allocates a few objects per token and per node and keeps
-    nearly all of them; each collection those allocations trigger walks them
-    all again, which made checking a 50,000-node model ~40% slower and grow
-    faster than linearly. Checking makes almost no reference cycles (a few
-    per syntax error), so nothing piles up meanwhile. Left alone, the
-    collector would then walk the new objects several times as they age
-    through its generations; after a large check one full collection right
-    away costs less. Nested uses (check_file -> check_modules) pause once.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-        if gc.get_count()[0] > _COLLECT_AFTER:
-            gc.collect()
 
 
 def compile_file(path: str | Path, dtype: str = "float32", *, model: str | None = None,
@@ -89,6 +74,9 @@ class Program:
     `params` maps `<node>.<role>` (or a `param` name) to a writable array;
     `state` holds running statistics. The objective is `loss` when declared
     (averaged over the batch), else the single output (seeded with ones).
+    `warnings` lists what initialisation found questionable (weights that
+    start at zero); the caller prints them with `graph.warnings`. Building a
+    Program never changes its graph.
     """
 
     def __init__(self, graph: Graph, dtype: str = "float32", seed: int | None = None,
@@ -97,10 +85,11 @@ class Program:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise GraphcError(f"unsupported dtype {dtype}", help="use float32 or float64")
-        train = graph.train or {}
-        self.seed = seed if seed is not None else (train["seed"].value if "seed" in train else 0)
-        default_init = init or (train["init"].value if "init" in train else ("he", {}))
+        train = graph.train or default_settings()   # resolve_train filled in every absent key
+        self.seed = seed if seed is not None else train["seed"].value
+        default_init = init or train["init"].value
         self.params = initial_params(graph, self.dtype, self.seed, default_init)
+        self.warnings: list[Diagnostic] = init_warnings(graph, default_init)
         self.state = {name: np.full(s.shape, s.fill, self.dtype) for name, s in graph.state.items()}
         self.rng = np.random.default_rng(self.seed + 1)
         self._executors: dict = {}
@@ -114,15 +103,21 @@ class Program:
         values = executor.forward(feeds, self.params, self.state, train=train, rng=self.rng, batch=batch)
         result = {name: np.array(values[node]) for name, node in self.graph.outputs.items() if node in values}
         if self.graph.loss in values:
-            result["loss"] = self._reduce_loss(values[self.graph.loss])
+            result["loss"] = self.reduce_loss(values[self.graph.loss])
         return result
 
-    def gradients(self, feeds: dict, train: bool = False, *, intermediates: bool = False) -> dict:
-        """Return d objective / d every parameter and float input (and every op node, if asked)."""
+    def gradients(self, feeds: dict, train: bool = True, *, intermediates: bool = False) -> dict:
+        """Return d objective / d every parameter and float input (and every op node, if asked).
+
+        By default in training mode: the objective a training step minimises (dropout
+        drops, batchnorm normalises with the batch's statistics and updates its
+        running ones). `train=False` differentiates the inference-mode model.
+        """
         values, grads = self.forward_backward(feeds, train=train)
         keep = set(self.executor_for_backward().plan.grad_targets)
         if intermediates:
-            return {k: v for k, v in grads.items() if k in keep or self.graph.nx.nodes.get(k, {}).get("kind") == "op"}
+            graph = self.graph
+            return {k: v for k, v in grads.items() if k in keep or (k in graph.nx and graph.node(k).kind == "op")}
         return {k: np.array(grads[k]) if k in grads else np.zeros_like(self._value_of(k, values)) for k in keep}
 
     # ---- used by the trainer and the command line -------------------------------
@@ -159,8 +154,6 @@ class Program:
 
     def executor(self, wanted: tuple, backward: bool, input_grads: bool = True):
         """Return (and cache) the executor of the plan for these nodes."""
-        from graphc.compiler.plan import plan
-        from graphc.runtime.execute import Executor
         key = (wanted, backward, input_grads)
         if key not in self._executors:
             schedule = plan(self.graph, list(wanted), backward=backward, input_grads=input_grads)
@@ -169,7 +162,7 @@ class Program:
 
     def loss_value(self, values: dict) -> float:
         """Return the objective's value as a float (the batch mean of a per-sample loss)."""
-        return float(self._reduce_loss(values[self.graph.objective]))
+        return float(self.reduce_loss(values[self.graph.objective]))
 
     def check_feeds(self, feeds: dict, *, need_labels: bool) -> tuple[dict, int]:
         """Return feeds converted to the model's dtypes and shapes, and the batch size.
@@ -177,24 +170,29 @@ class Program:
         A missing input, a wrong shape, a non-number, or a label outside [0, K)
         is a GraphcError naming the input.
         """
-        from graphc.runtime.feeds import check_feeds
         return check_feeds(self.graph, feeds, self.dtype, need_labels=need_labels)
 
-    def _computable(self, feeds) -> list[str]:
-        import networkx as nx
-        G, wanted = self.graph.nx, []
-        fed = set(feeds)
-        for node in [*self.graph.outputs.values(), *([self.graph.loss] if self.graph.loss else [])]:
-            sources = {n for n in nx.ancestors(G, node) | {node} if G.nodes[n]["kind"] in ("input", "label")}
-            if sources <= fed and node not in wanted:
-                wanted.append(node)
-        return wanted
+    def reduce_loss(self, value: np.ndarray) -> np.ndarray:
+        """Return the objective's value as a training step sees it.
 
-    def _reduce_loss(self, value):
+        A per-sample `loss` is averaged over the batch (a 0-d array of the
+        model's dtype); an objective that is not (the single output, or a
+        loss already reduced) is returned as a copy.
+        """
         t = self.graph.type_of(self.graph.objective) if self.graph.objective else None
         if self.graph.loss is not None and t is not None and t.batched:
             return np.asarray(value.mean(), self.dtype)
         return np.array(value)
+
+    def _computable(self, feeds) -> list[str]:
+        """Return the outputs (and loss) whose inputs and labels are all fed."""
+        graph, wanted = self.graph, []
+        fed = set(feeds)
+        for node in [*graph.outputs.values(), *([graph.loss] if graph.loss else [])]:
+            sources = {n for n in nx.ancestors(graph.nx, node) | {node} if graph.node(n).kind in ("input", "label")}
+            if sources <= fed and node not in wanted:
+                wanted.append(node)
+        return wanted
 
     def _value_of(self, name, values):
         return values[name] if name in values else self.params[name]
@@ -203,19 +201,32 @@ class Program:
 def initial_params(graph: Graph, dtype, seed: int, default_init) -> dict[str, np.ndarray]:
     """Return freshly initialised parameters, deterministic for a seed.
 
-    A parameter that follows the default uses the train section's `init`;
-    weights that start at zero get a warning (identical weights never break symmetry).
+    A parameter that follows the default uses the train section's `init`
+    (`default_init`: (scheme, keyword arguments)), the others their own.
     """
-    from graphc.diagnostics import Diagnostic
-    from graphc.ops.init import initialise
     rng = np.random.default_rng(seed)
     params = {}
     for name, info in graph.params.items():
-        scheme, kwargs = default_init if info.follows_default else (info.init, info.init_args)
+        scheme, kwargs = _scheme(info, default_init)
         params[name] = initialise(info.shape, scheme, rng, fan_in=info.fans[0], fan_out=info.fans[1],
                                   dtype=dtype, **kwargs)
-        if scheme == "zeros" and len(info.shape) >= 2:
-            graph.warnings.append(Diagnostic(
+    return params
+
+
+def init_warnings(graph: Graph, default_init) -> list[Diagnostic]:
+    """Return a warning for every weight matrix that `initial_params` starts at zero.
+
+    Identical weights never break symmetry: every unit would learn the same thing.
+    """
+    warnings = []
+    for name, info in graph.params.items():
+        if _scheme(info, default_init)[0] == "zeros" and len(info.shape) >= 2:
+            warnings.append(Diagnostic(
                 "warning", f"weights `{name}` start at zero", info.span,
                 "identical weights never break symmetry: every unit learns the same thing; use he or xavier"))
-    return params
+    return warnings
+
+
+def _scheme(info, default_init) -> tuple[str, dict]:
+    """Return the (initialiser, keyword arguments) a parameter starts from."""
+    return default_init if info.follows_default else (info.init, info.init_args)

@@ -1,21 +1,12 @@
-"""Shared fixtures: the repository's paths, the real datasets, and `graphc ...` run in-process."""
+"""Shared fixtures: the real datasets and `graphc ...` run in-process (the repository's paths are in tests/paths.py)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from paths import shared_datasets
 
-REPO = Path(__file__).resolve().parents[1]
-MODELS = REPO / "models"
-IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-def shared_datasets() -> Path:
-    """Return where the real MNIST/Fashion-MNIST files are: $GRAPHC_DATA, else <repo>/../shared/datasets."""
-    env = os.environ.get("GRAPHC_DATA")
-    return Path(env.split(os.pathsep)[0]) if env else REPO.parent / "shared" / "datasets"
+from graphc.training.idx import IDX_FILES
 
 
 def _has_idx(directory: Path) -> bool:

@@ -1,13 +1,16 @@
-"""Run one registry op in isolation: random inputs from its gradcheck domain,
-forward into a planned buffer, backward, and float64 central differences.
+"""Run one registry op in isolation.
 
-Used by the registry-driven tests (tests/test_ops.py) and by op authors.
+`Case`: a registry sample instantiated with random inputs from the op's
+gradcheck domain, forward into a planned buffer, backward, and float64 central
+differences (the registry-driven tests: test_ops, test_torch, test_expansions).
+`run_op`: the one single-op runner for hand-written arrays (test_layers,
+test_losses, test_norm).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from graphc.ops import Ctx, OpDef, Sample, resolve_attrs
+from graphc.ops import Ctx, OpDef, Sample, lookup, resolve_attrs
 from graphc.tensor_type import CLASS, TensorType
 
 BATCH = 3
@@ -62,7 +65,7 @@ class Case:
         for j, spec in enumerate(self.param_specs):
             shape = spec.shape(self.in_types, self.attrs)
             value = draw(op.domain if op.domain == "distinct" else "normal", shape, rng, 10 + j)
-            if spec.role in ("gamma", "scale"):
+            if spec.role == "gamma":    # norm scales near 1, as initialised
                 value = 1.0 + 0.3 * value
             self.args.append(value.astype(dtype))
         self.state0 = {s.role: np.full(s.shape(self.in_types, self.attrs), s.fill, dtype)
@@ -78,7 +81,7 @@ class Case:
         needs = tuple(not nd and k == "float" for nd, k in zip(self.nondiff, self.kinds))
         ctx = Ctx(self.attrs, self.in_types, self.out_type, train=train,
                   state={k: v.copy() for k, v in self.state0.items()},
-                  rng=np.random.default_rng(1234), needs=needs, out=out_buf, batch=self.batch)
+                  rng=np.random.default_rng(1234), needs=needs, out=out_buf)
         out = self.op.forward(ctx, *args)
         return out, ctx
 
@@ -104,3 +107,31 @@ class Case:
             flat[k] = old
             grad.reshape(-1)[k] = (plus - minus) / (2 * eps)
         return grad
+
+
+def run_op(name: str, args: list, in_types: list[TensorType], attrs: dict | None = None, *,
+           needs: tuple[bool, ...] | None = None, train: bool = True, state: dict | None = None,
+           seed: int = 0, grad_out=None):
+    """Run op `name` forward on concrete arrays (inputs then parameters), and backward when
+    grad_out is given; return (out, grads or None, ctx).
+
+    needs defaults to True for every float input that is not a label and for every
+    parameter; backward gets the arguments and output only as the op's `saves` says.
+    """
+    op = lookup(name)
+    resolved = resolve_attrs(op, attrs or {})
+    in_types = list(in_types)
+    out_type = op.shape_rule(in_types, resolved)
+    batch = next((a.shape[0] for a, t in zip(args, in_types) if t.batched), 1)
+    if needs is None:
+        slots = [op.inputs[min(i, len(op.inputs) - 1)] for i in range(len(in_types))]
+        needs = tuple(t.kind != CLASS and n not in op.nondiff for t, n in zip(in_types, slots))
+        needs += (True,) * (len(args) - len(in_types))
+    ctx = Ctx(resolved, in_types, out_type, train=train, state=state, rng=np.random.default_rng(seed),
+              needs=needs, out=np.empty(out_type.runtime_shape(batch), args[0].dtype))
+    out = op.forward(ctx, *args)
+    if grad_out is None:
+        return out, None, ctx
+    saved_args = args if op.saves in ("inputs", "both") else None
+    saved_out = out if op.saves in ("output", "both") else None
+    return out, op.backward(ctx, np.asarray(grad_out, out.dtype), saved_args, saved_out), ctx

@@ -2,24 +2,24 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from paths import MODELS, REPO
 
+from bench import compare
 from graphc import compile_file
 from graphc.cli import main
+from graphc.program import check_source
 from graphc.tools.bench import bench, render
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_bench_json_has_the_documented_keys(capsys):
-    assert main(["bench", str(ROOT / "models/lenet5.nn"), "--steps", "2", "--warmup", "1",
+    assert main(["bench", str(MODELS / "lenet5.nn"), "--steps", "2", "--warmup", "1",
                  "--repeats", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     for key in ("train_samples_per_s", "infer_samples_per_s", "peak_bytes"):
         assert result[key] > 0
-    program = compile_file(ROOT / "models/lenet5.nn")
+    program = compile_file(MODELS / "lenet5.nn")
     plan = program.executor_for_backward(input_grads=False).plan
     assert [n["node"] for n in result["per_node"]] == [s.node for s in plan.forward]
     for n in result["per_node"]:
@@ -31,7 +31,7 @@ def test_bench_json_has_the_documented_keys(capsys):
 
 
 def test_bench_table_names_every_node(capsys):
-    assert main(["bench", str(ROOT / "models/simple_convnet.nn"), "--steps", "1", "--warmup", "0",
+    assert main(["bench", str(MODELS / "simple_convnet.nn"), "--steps", "1", "--warmup", "0",
                  "--repeats", "1", "--batch", "8", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "samples/s" in out and "peak buffer memory" in out
@@ -40,20 +40,20 @@ def test_bench_table_names_every_node(capsys):
 
 
 def test_bench_a_model_without_loss_or_params():
-    result = bench(compile_file(ROOT / "models/gates.nn"), 4, steps=1, warmup=0, repeats=1)
+    result = bench(compile_file(MODELS / "gates.nn"), 4, steps=1, warmup=0, repeats=1)
     assert result.train_samples_per_s > 0 and [n.node for n in result.per_node] == ["q", "f"]
     assert "gates" in render(result)
 
 
 def test_bench_rejects_bad_counts(capsys):
-    assert main(["bench", str(ROOT / "models/xor.nn"), "--steps", "0"]) == 1
+    assert main(["bench", str(MODELS / "xor.nn"), "--steps", "0"]) == 1
     assert "--steps must be at least 1" in capsys.readouterr().err
 
 
 def test_compare_quick_prints_its_table():
     pytest.importorskip("torch")
-    done = subprocess.run([sys.executable, str(ROOT / "bench/compare.py"), "--quick", "--batch", "8"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    done = subprocess.run([sys.executable, "-m", "bench.compare", "--quick", "--batch", "8"],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "CPU:" in out and "threads:" in out
@@ -65,24 +65,18 @@ def test_compare_quick_prints_its_table():
 
 
 def test_compare_without_torch_prints_graphc_only():
-    done = subprocess.run([sys.executable, str(ROOT / "bench/compare.py"), "--quick", "--batch", "4",
+    done = subprocess.run([sys.executable, "-m", "bench.compare", "--quick", "--batch", "4",
                            "--no-torch", "--no-compile", "--models", "mlp"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "PyTorch not available" in done.stdout and "ratio" not in done.stdout
     assert any(line.startswith("mlp") for line in done.stdout.splitlines())
 
 
 def test_compare_generates_models_of_the_asked_size():
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import compare
-    finally:
-        sys.path.pop(0)
-    from graphc.program import check_source
     graph = check_source(compare.chain_source(200), "<chain>")
     assert 195 <= graph.nx.number_of_nodes() <= 205
-    assert any(a["op"] == "add" for _, a in graph.nx.nodes(data=True) if a["kind"] == "op")
+    assert any(node.op.name == "add" for node in graph.nodes() if node.kind == "op")
 
 
 # ---- the conv kernel's column layouts (chosen by shape for speed) agree with torch -------
@@ -98,16 +92,16 @@ def test_conv_column_layouts_agree_with_torch(monkeypatch, layout, shape, attrs)
     torch = pytest.importorskip("torch")
     import numpy as np
 
-    from graphc.ops import Ctx, im2col, layers, lookup, resolve_attrs
+    from graphc.ops import Ctx, conv_fast, layers, lookup, resolve_attrs
     from graphc.tensor_type import TensorType
     op = lookup("conv")
     a = resolve_attrs(op, attrs)
     t_in = TensorType(shape)
     out_t = op.shape_rule([t_in], a)
     if layout == "narrow":
-        monkeypatch.setattr(im2col, "WIDE_LIMIT", 0.0)
+        monkeypatch.setattr(conv_fast, "WIDE_LIMIT", 0.0)
     else:
-        monkeypatch.setattr(im2col, "WIDE_BELOW_OW", 10 ** 6)
+        monkeypatch.setattr(conv_fast, "WIDE_BELOW_OW", 10 ** 6)
         monkeypatch.setattr(layers, "row_columns_pay", lambda g, f: layout == "rows" and g.wide)
     rng = np.random.default_rng(5)
     n = 4
@@ -115,7 +109,7 @@ def test_conv_column_layouts_agree_with_torch(monkeypatch, layout, shape, attrs)
     w = rng.standard_normal((attrs["filters"], shape[0], *a["kernel"]))
     params = [w] + ([rng.standard_normal(attrs["filters"])] if a["bias"] else [])
     out = np.empty((n, *out_t.shape))
-    ctx = Ctx(a, [t_in], out_t, train=True, needs=(True,) * (1 + len(params)), out=out, batch=n)
+    ctx = Ctx(a, [t_in], out_t, train=True, needs=(True,) * (1 + len(params)), out=out)
     op.forward(ctx, x, *params)
     grad_out = rng.standard_normal(out.shape)
     grads = op.backward(ctx, grad_out, [x, *params], out)

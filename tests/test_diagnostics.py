@@ -269,6 +269,18 @@ CASES = [
          "`param` has no option `zzz`", "init=", "zzz"),
     Case("param-unknown-initialiser", M("input x: [3]", "param w: [3] init=hee", "output o = x + w"), 3, 21,
          "unknown initialiser `hee`", "did you mean `he`?", "hee"),
+    Case("param-init-negative-std", M("input x: [3]", "param w: [3] init=normal(std=-1)", "output o = x + w"),
+         3, 32, "`std` of `normal` must be a number >= 0, got -1", "e.g. std=0.01", "-1"),
+    Case("param-init-unknown-keyword", M("input x: [3]", "param w: [3] init=normal(stdev=1)", "output o = x + w"),
+         3, 28, "`normal` has no argument `stdev`", "did you mean `std`?", "stdev"),
+    Case("param-init-missing-keyword", M("input x: [3]", "param w: [3] init=constant", "output o = x + w"), 3, 21,
+         "initialiser `constant` needs value", "value=...", "constant"),
+    Case("param-init-not-a-name", M("input x: [3]", "param w: [3] init=0.5", "output o = x + w"), 3, 21,
+         "expected an initialiser name, got 0.5", None, "0.5"),
+    # Regression: inside a block, an undefined name as an init option passed `check` as the string 's'.
+    Case("param-init-undefined-name-in-block",
+         "block b(x, scale) {\n  param w: [2, 2] init=normal(std=s)\n  return x @ w\n}\n"
+         + M("input x: [2]", "output o = b(x, 0.1)"), 2, 35, "undefined name `s`", None, "s", note_line=7),
 
     # ---- train sections -------------------------------------------------------------------------
     Case("train-unknown-key", TRAINABLE + "train {\n  dat = xor\n}\n", 7, 3,
@@ -282,7 +294,23 @@ CASES = [
     Case("train-unknown-optimizer", TRAINABLE + "train {\n  optimizer = sgdd(lr=0.1)\n}\n", 7, 15,
          "unknown optimizer `sgdd`", "did you mean `sgd`?", "sgdd(lr=0.1)"),
     Case("train-unknown-optimizer-keyword", TRAINABLE + "train {\n  optimizer = sgd(lr=0.1, momentun=0.9)\n}\n",
-         7, 15, "`sgd` has no argument `momentun`", "did you mean `momentum`?"),
+         7, 27, "`sgd` has no argument `momentun`", "did you mean `momentum`?", "momentun"),
+    Case("train-optimizer-negative-lr", TRAINABLE + "train {\n  optimizer = sgd(lr=-1)\n}\n", 7, 22,
+         "`lr` of `sgd` must be a number >= 0, got -1", "e.g. lr=0.01", "-1"),
+    Case("train-optimizer-positional-out-of-range", TRAINABLE + "train { optimizer = adam(0.1, 1.5) }\n", 6, 31,
+         "`beta1` of `adam` must be a number in [0, 1), got 1.5", None, "1.5"),
+    Case("train-optimizer-rule", TRAINABLE + "train { optimizer = sgd(nesterov=true) }\n", 6, 21,
+         "Nesterov momentum needs momentum > 0 and dampening = 0", "momentum=0.9", "sgd(nesterov=true)"),
+    Case("train-optimizer-torch-keyword", TRAINABLE + "train { optimizer = adam(betas=0.9) }\n", 6, 26,
+         "`adam` has no argument `betas`", "beta1=... and beta2=...", "betas"),
+    Case("train-optimizer-undefined-name", TRAINABLE + "train { optimizer = sgd(lr=rate) }\n", 6, 28,
+         "undefined name `rate`", "numbers, `true` or `false`", "rate"),
+    Case("train-optimizer-not-a-name", TRAINABLE + "train { optimizer = 0.1 }\n", 6, 21,
+         "expected an optimizer name, got 0.1", None, "0.1"),
+    Case("train-schedule-missing-keyword", TRAINABLE + "train { schedule = step(gamma=0.5) }\n", 6, 20,
+         "schedule `step` needs step_size", "step_size=...", "step(gamma=0.5)"),
+    Case("train-schedule-division-by-zero", TRAINABLE + "train { schedule = exponential(gamma=1 / 0) }\n", 6, 38,
+         "division by zero", None, "1 / 0"),
     Case("train-unknown-schedule", TRAINABLE + "train { schedule = cosinus }\n", 6, 20,
          "unknown schedule `cosinus`", "did you mean `cosine`?", "cosinus"),
     Case("train-key-set-twice", TRAINABLE + "train {\n  batch = 3\n  batch = 4\n}\n", 8, 3,
@@ -299,8 +327,10 @@ CASES = [
     Case("train-unnamed-with-several-models", TRAINABLE + M("input x: [2]", "output o = relu(x)", name="n")
          + "train { batch = 3 }\n", 10, 1, "say which one this train section is for", "train NAME",
          model="m"),
-    Case("train-setting-not-constant", TRAINABLE + "train { batch = 2 + 2 }\n", 6, 17,
-         "`batch` must be a constant", None),
+    Case("train-setting-not-constant", TRAINABLE + "train { batch = f(2) }\n", 6, 17,
+         "`batch` must be a constant", None, "f(2)"),
+    Case("train-init-negative-std", TRAINABLE + "train { init = normal(std=-0.1 * 2) }\n", 6, 27,
+         "`std` of `normal` must be a number >= 0, got -0.2", None, "-0.1 * 2"),
 ]
 
 
@@ -334,7 +364,6 @@ def test_broken_program(case: Case):
     if case.note_line is not None:
         assert any(n.span is not None and n.span.line == case.note_line for n in d.notes), d.render()
     _check_rendering(d, case.source)
-    assert "Traceback" not in error.render()
 
 
 def _check_rendering(d: Diagnostic, source: str) -> None:
@@ -342,9 +371,16 @@ def _check_rendering(d: Diagnostic, source: str) -> None:
     lines = d.render().splitlines()
     assert lines[0] == f"t.nn:{d.span.line}:{d.span.col}: error: {d.message}"
     text = source.splitlines()[d.span.line - 1] if d.span.line <= len(source.splitlines()) else ""
-    assert lines[1] == f"{d.span.line:>5} | {text}"
     caret = re.fullmatch(r" {6}\| ( *)(\^~*)", lines[2])
     assert caret is not None, lines[2]
+    if len(text) > 200:
+        # A long line is shown as a window around the caret; the caret still points at the span's start.
+        shown = lines[1][len(f"{d.span.line:>5} | "):]
+        assert len(shown) <= 202 and (shown.startswith("…") or shown.endswith("…"))
+        if d.span.end > d.span.start:
+            assert shown[len(caret.group(1))] == text[d.span.col - 1]
+        return
+    assert lines[1] == f"{d.span.line:>5} | {text}"
     assert len(caret.group(1)) == d.span.col - 1
     end_line, end_col = d.span.end_line_col
     if end_line == d.span.line and d.span.end > d.span.start:

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from paths import MODEL_FILES
 from test_language import DESIGN_PROGRAMS
 
 from graphc.diagnostics import GraphcError
 from graphc.program import check_source
 from graphc.tools.summary import render_summary, summary_json
 
-ROOT = Path(__file__).resolve().parents[1]
-PROGRAMS = [p.read_text() for p in sorted((ROOT / "models").glob("*.nn"))] + list(DESIGN_PROGRAMS.values())
+PROGRAMS = [p.read_text() for p in MODEL_FILES] + list(DESIGN_PROGRAMS.values())
 # A few more constructs than the examples use, so that mutations reach them too.
 PROGRAMS.append("""\
 block stage(x, n = 8, k = 1) {

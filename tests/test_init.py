@@ -6,6 +6,7 @@ import pytest
 
 from graphc.diagnostics import GraphcError
 from graphc.ops.init import INITIALISERS, fans, initialise
+from graphc.signature import REQUIRED
 
 SHAPE = (400, 300)  # graphc linear layout [in, out]
 FAN_IN, FAN_OUT = 400, 300
@@ -122,20 +123,34 @@ def test_zero_fans_only_fail_when_needed():
 
 
 def test_errors():
+    # The messages `graphc check` gives for the same `init=` (one checker), names in backticks.
     with pytest.raises(GraphcError) as err:
         make("xavir")
-    assert "did you mean 'xavier'" in str(err.value) and "he_uniform" in str(err.value)
-    with pytest.raises(GraphcError, match="did you mean 'std'"):
+    assert "unknown initialiser `xavir`" in str(err.value)
+    assert "did you mean `xavier`?" in str(err.value) and "he_uniform" in str(err.value)
+    with pytest.raises(GraphcError, match="did you mean `std`"):
         make("normal", stdev=0.1)
-    with pytest.raises(GraphcError, match="valid: \\(none\\)"):
+    with pytest.raises(GraphcError, match="its arguments: none"):
         make("lecun", gain=2.0)
     with pytest.raises(GraphcError, match="needs value"):
         make("constant")
-    with pytest.raises(GraphcError, match="std >= 0"):
+    with pytest.raises(GraphcError, match="`std` of `normal` must be a number >= 0, got -1.0"):
         make("normal", std=-1.0)
     with pytest.raises(GraphcError, match="low <= high"):
         make("uniform", low=1.0, high=0.0)
-    with pytest.raises(GraphcError, match="finite number"):
+    with pytest.raises(GraphcError, match="`gain` of `xavier` must be a number >= 0, got nan"):
         make("xavier", gain=float("nan"))
+    with pytest.raises(GraphcError, match="`mean` of `normal` must be a finite number, got inf"):
+        make("normal", mean=float("inf"))
+    with pytest.raises(GraphcError, match="`value` of `constant` must be a finite number, got true"):
+        make("constant", value=True)
     with pytest.raises(GraphcError, match="float dtype"):
         make("zeros", dtype=np.int32)
+
+
+def test_signature_table_matches_the_formulas():
+    # Every scheme's keywords are the ones `initialise` reads; REQUIRED only where there is no sensible default.
+    assert {k: s.defaults for k, s in INITIALISERS.items() if s.keywords} == {
+        "constant": {"value": REQUIRED}, "normal": {"std": 0.01, "mean": 0.0},
+        "uniform": {"low": -0.05, "high": 0.05}, "xavier": {"gain": 1.0}, "xavier_normal": {"gain": 1.0},
+        "xavier_uniform": {"gain": 1.0}, "he": {"a": 0.0}, "he_normal": {"a": 0.0}, "he_uniform": {"a": 0.0}}

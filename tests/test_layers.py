@@ -7,10 +7,9 @@ import math
 
 import numpy as np
 import pytest
-from op_harness import Case
+from op_harness import Case, run_op
 
-from graphc.ops import Ctx, Sample, lookup, resolve_attrs
-from graphc.ops import im2col as im2col_module
+from graphc.ops import Ctx, Sample, conv_fast, lookup, resolve_attrs
 from graphc.tensor_type import ShapeError, TensorType
 
 
@@ -21,20 +20,6 @@ def apply(name, in_types, **attrs):
     out = op.shape_rule(list(in_types), resolved)
     shapes = {p.role: p.shape(list(in_types), resolved) for p in op.active_params(resolved)}
     return out, resolved, shapes
-
-
-def run(name, args, in_types, attrs, needs=None, grad_out=None, train=True):
-    """Run forward (and backward when grad_out is given) outside the harness; return (out, grads)."""
-    op = lookup(name)
-    resolved = resolve_attrs(op, attrs)
-    out_type = op.shape_rule(list(in_types), resolved)
-    batch = args[0].shape[0]
-    needs = needs if needs is not None else (True,) * len(args)
-    ctx = Ctx(resolved, list(in_types), out_type, train=train, needs=needs, batch=batch,
-              out=np.empty(out_type.runtime_shape(batch), args[0].dtype))
-    out = op.forward(ctx, *args)
-    grads = None if grad_out is None else op.backward(ctx, grad_out, args, out)
-    return out, grads
 
 
 # ---- LeNet-5 ---------------------------------------------------------------------
@@ -159,21 +144,21 @@ def test_concat_messages():
 def test_maxpool_routes_ties_to_the_first_maximum():
     # Two 2x2 windows: all equal (zeros, as after relu), and a tie between offsets 1 and 2.
     x = np.array([[[[0., 0., 1., 5.], [0., 0., 5., 2.]]]])
-    out, (dx,) = run("maxpool", [x], [TensorType((1, 2, 4))], {"size": 2}, grad_out=np.array([[[[3., 7.]]]]))
+    out, (dx,), _ = run_op("maxpool", [x], [TensorType((1, 2, 4))], {"size": 2}, grad_out=np.array([[[[3., 7.]]]]))
     np.testing.assert_array_equal(out, [[[[0., 5.]]]])
     np.testing.assert_array_equal(dx, [[[[3., 0., 0., 7.], [0., 0., 0., 0.]]]])
 
 
 def test_maxpool_overlapping_windows_each_route_to_their_first_maximum():
     x = np.array([[[[0., 2., 2., 0.]]]])
-    _, (dx,) = run("maxpool", [x], [TensorType((1, 1, 4))], {"size": [1, 2], "stride": 1},
+    _, (dx,), _ = run_op("maxpool", [x], [TensorType((1, 1, 4))], {"size": [1, 2], "stride": 1},
                    grad_out=np.ones((1, 1, 1, 3)))
     np.testing.assert_array_equal(dx, [[[[0., 2., 1., 0.]]]])
 
 
 def test_maxpool_padding_never_wins():
     x = -1.0 - np.arange(16.0).reshape(1, 1, 4, 4)     # all negative: a zero pad would win
-    out, (dx,) = run("maxpool", [x], [TensorType((1, 4, 4))], {"size": 2, "pad": 1},
+    out, (dx,), _ = run_op("maxpool", [x], [TensorType((1, 4, 4))], {"size": 2, "pad": 1},
                      grad_out=np.ones((1, 1, 3, 3)))
     np.testing.assert_array_equal(out[0, 0], [[-1, -2, -4], [-5, -6, -8], [-13, -14, -16]])
     assert dx.sum() == 9 and np.all(dx >= 0)
@@ -181,7 +166,7 @@ def test_maxpool_padding_never_wins():
 
 def test_avgpool_counts_padded_zeros():
     x = np.ones((1, 1, 3, 3))
-    out, (dx,) = run("avgpool", [x], [TensorType((1, 3, 3))], {"size": 3, "stride": 1, "pad": 1},
+    out, (dx,), _ = run_op("avgpool", [x], [TensorType((1, 3, 3))], {"size": 3, "stride": 1, "pad": 1},
                      grad_out=np.ones((1, 1, 3, 3)))
     np.testing.assert_allclose(out[0, 0], [[4 / 9, 6 / 9, 4 / 9], [6 / 9, 1, 6 / 9], [4 / 9, 6 / 9, 4 / 9]])
     np.testing.assert_allclose(dx[0, 0], out[0, 0])   # each input sits in as many windows as it has neighbours
@@ -197,10 +182,10 @@ def test_samples_cover_wide_and_narrow_columns():
     widths = set()
     for sample in lookup("conv").samples:
         case = Case(lookup("conv"), sample)
-        g = im2col_module.geometry(case.in_types[0].runtime_shape(1) if case.in_types[0].batched
-                                   else (1, *case.in_types[0].shape),
-                                   case.attrs, case.out_type.shape[1:], case.attrs["kernel"])
-        widths.add(g.owc == g.wp and g.wp != g.ow)
+        t = case.in_types[0]
+        geo = conv_fast.column_geometry(t.runtime_shape(1) if t.batched else (1, *t.shape),
+                                        case.attrs, case.out_type.shape[1:])
+        widths.add(geo.owc == geo.wp and geo.wp != geo.ow)
     assert widths == {True, False}
 
 
@@ -208,7 +193,7 @@ def test_wide_and_narrow_columns_agree(monkeypatch):
     case = conv_case((3, 9, 8), {"filters": 4, "kernel": [3, 2], "stride": [2, 1], "pad": 1})
     grad_out = np.random.default_rng(1).standard_normal(case.forward()[0].shape)
     wide_out, wide_grads = case.forward()[0].copy(), case.backward(grad_out)
-    monkeypatch.setattr(im2col_module, "WIDE_LIMIT", 0.0)
+    monkeypatch.setattr(conv_fast, "WIDE_LIMIT", 0.0)
     np.testing.assert_allclose(case.forward()[0], wide_out, atol=1e-12)
     for a, b in zip(case.backward(grad_out), wide_grads):
         np.testing.assert_allclose(a, b, atol=1e-12)
@@ -218,14 +203,14 @@ def test_first_conv_skips_the_input_gradient_and_rebuilds_missing_columns():
     case = conv_case((2, 6, 6), {"filters": 3, "kernel": 3, "pad": 1})
     x, w, b = case.args
     grad_out = np.random.default_rng(2).standard_normal((3, 3, 6, 6))
-    _, full = run("conv", [x, w, b], case.in_types, case.attrs, grad_out=grad_out)
-    _, skipped = run("conv", [x, w, b], case.in_types, case.attrs, needs=(False, True, True), grad_out=grad_out)
+    _, full, _ = run_op("conv", [x, w, b], case.in_types, case.attrs, grad_out=grad_out)
+    _, skipped, _ = run_op("conv", [x, w, b], case.in_types, case.attrs, needs=(False, True, True), grad_out=grad_out)
     assert skipped[0] is None
     np.testing.assert_allclose(skipped[1], full[1], atol=1e-12)
     np.testing.assert_allclose(skipped[2], full[2], atol=1e-12)
     # A forward told that nothing needs gradients keeps no columns; backward rebuilds them.
     op = lookup("conv")
-    ctx = Ctx(case.attrs, case.in_types, case.out_type, needs=(False, False, False), batch=3,
+    ctx = Ctx(case.attrs, case.in_types, case.out_type, needs=(False, False, False),
               out=np.empty((3, 3, 6, 6)))
     op.forward(ctx, x, w, b)
     assert "cols" not in ctx.saved
@@ -241,11 +226,11 @@ def test_interleaved_convs_do_not_share_pooled_columns():
     x1, w, b = case.args
     x2 = x1[::-1].copy() * 2.0
     grad_out = np.random.default_rng(4).standard_normal((3, 2, 3, 3))
-    _, alone = run("conv", [x1, w, b], case.in_types, case.attrs, grad_out=grad_out)
+    _, alone, _ = run_op("conv", [x1, w, b], case.in_types, case.attrs, grad_out=grad_out)
     op = lookup("conv")
     ctxs = []
     for x in (x1, x2):
-        ctx = Ctx(case.attrs, case.in_types, case.out_type, needs=(True, True, True), batch=3,
+        ctx = Ctx(case.attrs, case.in_types, case.out_type, needs=(True, True, True),
                   out=np.empty((3, 2, 3, 3)))
         op.forward(ctx, x, w, b)
         ctxs.append(ctx)
@@ -277,18 +262,18 @@ def test_float32_stays_float32(name, shape, attrs):
 
 def test_flatten_and_reshape_are_views():
     x = np.arange(2 * 16 * 25, dtype=np.float32).reshape(2, 16, 5, 5)
-    out, (dx,) = run("flatten", [x], [TensorType((16, 5, 5))], {}, grad_out=np.ones((2, 400), np.float32))
+    out, (dx,), _ = run_op("flatten", [x], [TensorType((16, 5, 5))], {}, grad_out=np.ones((2, 400), np.float32))
     assert out.shape == (2, 400) and np.shares_memory(out, x)
     assert dx.shape == x.shape
     np.testing.assert_array_equal(out[1], x[1].reshape(-1))
-    out, (dx,) = run("reshape", [out], [TensorType((400,))], {"shape": [16, -1]},
+    out, (dx,), _ = run_op("reshape", [out], [TensorType((400,))], {"shape": [16, -1]},
                      grad_out=np.zeros((2, 16, 25), np.float32))
     assert out.shape == (2, 16, 25) and np.shares_memory(out, x) and dx.shape == (2, 400)
 
 
 def test_concat_along_last_axis_and_gradient_slices():
     a, b = np.ones((2, 3, 2)), np.zeros((2, 3, 1))
-    out, grads = run("concat", [a, b], [TensorType((3, 2)), TensorType((3, 1))], {"axis": -1},
+    out, grads, _ = run_op("concat", [a, b], [TensorType((3, 2)), TensorType((3, 1))], {"axis": -1},
                      needs=(True, False), grad_out=np.arange(18.0).reshape(2, 3, 3))
     np.testing.assert_array_equal(out[..., :2], 1)
     np.testing.assert_array_equal(out[..., 2], 0)

@@ -4,30 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from op_harness import Case
+from op_harness import Case, run_op
 
-from graphc.ops import AttrError, Ctx, all_ops, lookup, resolve_attrs
+from graphc.ops import AttrError, all_ops, lookup, resolve_attrs
 from graphc.tensor_type import CLASS, ShapeError, TensorType
 
 FAMILIES = ("activation", "reduce", "regularize", "loss")
-
-
-def run(name, args, types, attrs=None, *, train=True, grad_out=None, seed=0):
-    """Run one op forward (and backward when grad_out is given); return (out, grads)."""
-    op = lookup(name)
-    attrs = resolve_attrs(op, attrs or {})
-    out_type = op.shape_rule(types, attrs)
-    batch = args[0].shape[0] if types[0].batched else 1
-    needs = tuple(t.kind != CLASS and n not in op.nondiff for t, n in zip(types, op.inputs))
-    needs += (True,) * (len(args) - len(types))
-    ctx = Ctx(attrs, types, out_type, train=train, rng=np.random.default_rng(seed), needs=needs,
-              out=np.empty(out_type.runtime_shape(batch), args[0].dtype), batch=batch)
-    out = op.forward(ctx, *args)
-    if grad_out is None:
-        return out, None
-    saved_args = args if op.saves in ("inputs", "both") else None
-    saved_out = out if op.saves in ("output", "both") else None
-    return out, op.backward(ctx, np.asarray(grad_out, out.dtype), saved_args, saved_out)
 
 
 def vec(k, batched=True):
@@ -51,7 +33,7 @@ BIG_SOFTMAX = np.array([[1.0, 0, 0], [0.5, 0.5, 0], [0, 0, 1.0]])
 def test_cross_entropy_is_finite_and_exact_at_1e4(dtype):
     z = BIG.astype(dtype)
     with np.errstate(over="raise", divide="raise", invalid="raise"):
-        loss, grads = run("cross_entropy", [z, BIG_TARGET], [vec(3), label(3)], grad_out=1.0)
+        loss, grads, _ = run_op("cross_entropy", [z, BIG_TARGET], [vec(3), label(3)], grad_out=1.0)
     assert loss.dtype == dtype and grads[0].dtype == dtype
     np.testing.assert_allclose(loss, (2e4 + np.log(2) + 0) / 3, rtol=1e-6)
     onehot = np.eye(3)[BIG_TARGET]
@@ -63,8 +45,8 @@ def test_softmax_and_log_softmax_are_finite_at_1e4():
     t = [vec(3)]
     g = np.random.default_rng(0).standard_normal(BIG.shape)
     with np.errstate(over="raise", divide="raise", invalid="raise"):
-        p, (gp,) = run("softmax", [BIG], t, grad_out=g)
-        logp, (glogp,) = run("log_softmax", [BIG], t, grad_out=g)
+        p, (gp,), _ = run_op("softmax", [BIG], t, grad_out=g)
+        logp, (glogp,), _ = run_op("log_softmax", [BIG], t, grad_out=g)
     np.testing.assert_allclose(p, BIG_SOFTMAX, atol=1e-12)
     expected_log = np.array([[0, -2e4, -1e4], [-np.log(2), -np.log(2), -2e4 - np.log(2)],
                              [-2e4, -2e4, 0]])
@@ -78,7 +60,7 @@ def test_softmax_and_log_softmax_are_finite_at_1e4():
 def test_sigmoid_saturates_without_overflow_warnings():
     x = np.array([[-1e4, -800.0, 0.0, 800.0, 1e4]], np.float32)
     with np.errstate(over="raise", divide="raise", invalid="raise"):
-        y, (gx,) = run("sigmoid", [x], [vec(5)], grad_out=np.ones_like(x))
+        y, (gx,), _ = run_op("sigmoid", [x], [vec(5)], grad_out=np.ones_like(x))
     assert y.dtype == np.float32
     np.testing.assert_array_equal(y, [[0, 0, 0.5, 1, 1]])
     np.testing.assert_array_equal(gx, [[0, 0, 0.25, 0, 0]])
@@ -88,7 +70,7 @@ def test_bce_with_logits_is_finite_at_1e4():
     x = np.array([[1e4, -1e4, 1e4]])
     t = np.array([[1.0, 0.0, 0.0]])
     with np.errstate(over="raise", divide="raise", invalid="raise"):
-        loss, (gx, gt) = run("binary_cross_entropy_with_logits", [x, t], [vec(3), vec(3)],
+        loss, (gx, gt), _ = run_op("binary_cross_entropy_with_logits", [x, t], [vec(3), vec(3)],
                              grad_out=1.0)
     np.testing.assert_allclose(loss, 1e4 / 3)
     np.testing.assert_allclose(gx, [[0, 0, 1 / 3]])
@@ -97,7 +79,7 @@ def test_bce_with_logits_is_finite_at_1e4():
 def test_bce_clamps_its_logs_at_minus_100_like_torch():
     p = np.array([[0.0, 1.0, 0.5]])
     t = np.array([[1.0, 0.0, 1.0]])
-    loss, _ = run("binary_cross_entropy", [p, t], [vec(3), vec(3)])
+    loss, _, _ = run_op("binary_cross_entropy", [p, t], [vec(3), vec(3)])
     np.testing.assert_allclose(loss, (100 + 100 + np.log(2)) / 3)
 
 
@@ -108,8 +90,8 @@ def test_class_index_and_one_hot_targets_agree():
     z = rng.standard_normal((6, 7))
     y = rng.integers(0, 7, 6)
     g = 0.7
-    loss_i, grads_i = run("cross_entropy", [z, y], [vec(7), label(7)], grad_out=g)
-    loss_h, grads_h = run("cross_entropy", [z, np.eye(7)[y]], [vec(7), vec(7)], grad_out=g)
+    loss_i, grads_i, _ = run_op("cross_entropy", [z, y], [vec(7), label(7)], grad_out=g)
+    loss_h, grads_h, _ = run_op("cross_entropy", [z, np.eye(7)[y]], [vec(7), vec(7)], grad_out=g)
     np.testing.assert_allclose(loss_i, loss_h, rtol=1e-12)
     np.testing.assert_allclose(grads_i[0], grads_h[0], atol=1e-12)
     assert grads_i[1] is None and grads_h[1] is not None
@@ -154,7 +136,7 @@ def test_losses_are_unbatched_scalars(op):
 
 def test_hinge_tie_at_the_margin_gets_subgradient_zero():
     s = np.array([[1.0, 0.0, 0.5]])   # margin - s_y + s_1 = 0 exactly: a tie, inactive
-    loss, (gs, gy) = run("hinge", [s, np.array([0])], [vec(3), label(3)], grad_out=1.0)
+    loss, (gs, gy), _ = run_op("hinge", [s, np.array([0])], [vec(3), label(3)], grad_out=1.0)
     np.testing.assert_allclose(loss, 0.5 / 3)
     np.testing.assert_allclose(gs, [[-1 / 3, 0, 1 / 3]])
     assert gy is None
@@ -163,7 +145,7 @@ def test_hinge_tie_at_the_margin_gets_subgradient_zero():
 def test_mse_has_no_half_and_averages_every_element():
     x = np.array([[1.0, 2.0], [3.0, 4.0]])
     t = np.zeros_like(x)
-    loss, (gx, gt) = run("mse", [x, t], [vec(2), vec(2)], grad_out=1.0)
+    loss, (gx, gt), _ = run_op("mse", [x, t], [vec(2), vec(2)], grad_out=1.0)
     np.testing.assert_allclose(loss, 30 / 4)
     np.testing.assert_allclose(gx, 2 * x / 4)
     np.testing.assert_allclose(gt, -2 * x / 4)
@@ -173,22 +155,22 @@ def test_mse_has_no_half_and_averages_every_element():
 
 def test_relu_gradient_at_exactly_zero_is_zero():
     x = np.array([[-1.0, 0.0, 2.0]])
-    y, (gx,) = run("relu", [x], [vec(3)], grad_out=np.ones_like(x))
+    y, (gx,), _ = run_op("relu", [x], [vec(3)], grad_out=np.ones_like(x))
     np.testing.assert_array_equal(y, [[0, 0, 2]])
     np.testing.assert_array_equal(gx, [[0, 0, 1]])
 
 
 def test_leaky_relu_and_elu_at_zero_follow_torch():
     x = np.array([[0.0]])
-    _, (g_leaky,) = run("leaky_relu", [x], [vec(1)], {"slope": 0.1}, grad_out=np.ones_like(x))
-    _, (g_elu,) = run("elu", [x], [vec(1)], {"alpha": 0.5}, grad_out=np.ones_like(x))
+    _, (g_leaky,), _ = run_op("leaky_relu", [x], [vec(1)], {"slope": 0.1}, grad_out=np.ones_like(x))
+    _, (g_elu,), _ = run_op("elu", [x], [vec(1)], {"alpha": 0.5}, grad_out=np.ones_like(x))
     np.testing.assert_allclose(g_leaky, [[0.1]])
     np.testing.assert_allclose(g_elu, [[0.5]])
 
 
 def test_step_passes_no_gradient():
     x = np.array([[-2.0, 0.0, 3.0]])
-    y, (gx,) = run("step", [x], [vec(3)], grad_out=np.ones_like(x))
+    y, (gx,), _ = run_op("step", [x], [vec(3)], grad_out=np.ones_like(x))
     np.testing.assert_array_equal(y, [[0, 0, 1]])
     np.testing.assert_array_equal(gx, np.zeros_like(x))
 
@@ -196,7 +178,7 @@ def test_step_passes_no_gradient():
 def test_prelu_per_channel_uses_per_sample_dim_0():
     x = -np.ones((2, 3, 4))
     slope = np.array([0.1, 0.2, 0.3])
-    y, (gx, gw) = run("prelu", [x, slope], [TensorType((3, 4))], {"per_channel": True},
+    y, (gx, gw), _ = run_op("prelu", [x, slope], [TensorType((3, 4))], {"per_channel": True},
                       grad_out=np.ones_like(x))
     np.testing.assert_allclose(y[:, :, 0], -np.tile(slope, (2, 1)))
     np.testing.assert_allclose(gw, [-8, -8, -8])   # x * g summed over batch and width
@@ -207,7 +189,7 @@ def test_prelu_per_channel_uses_per_sample_dim_0():
 
 def test_identity_returns_its_input_itself():
     x = np.arange(6.0).reshape(2, 3)
-    y, (g,) = run("identity", [x], [vec(3)], grad_out=np.ones_like(x))
+    y, (g,), _ = run_op("identity", [x], [vec(3)], grad_out=np.ones_like(x))
     assert y is x
     np.testing.assert_array_equal(g, np.ones_like(x))
 
@@ -216,7 +198,7 @@ def test_identity_returns_its_input_itself():
 
 def test_dropout_train_keeps_the_expected_fraction_and_scales_it():
     x = np.random.default_rng(2).uniform(1, 2, (500, 400)).astype(np.float32)
-    y, (g,) = run("dropout", [x], [vec(400)], {"p": 0.3}, grad_out=np.ones_like(x))
+    y, (g,), _ = run_op("dropout", [x], [vec(400)], {"p": 0.3}, grad_out=np.ones_like(x))
     assert y.dtype == np.float32 and g.dtype == np.float32
     kept = y != 0
     assert abs(kept.mean() - 0.7) < 0.005
@@ -229,7 +211,7 @@ def test_dropout_eval_and_p_zero_are_the_identity():
     x = np.random.default_rng(3).standard_normal((4, 5))
     for attrs, train in (({"p": 0.5}, False), ({"p": 0.0}, True)):
         g = np.random.default_rng(4).standard_normal(x.shape)
-        y, (gx,) = run("dropout", [x], [vec(5)], attrs, train=train, grad_out=g)
+        y, (gx,), _ = run_op("dropout", [x], [vec(5)], attrs, train=train, grad_out=g)
         np.testing.assert_array_equal(y, x)
         assert not np.shares_memory(y, x)
         np.testing.assert_array_equal(gx, g)
@@ -237,9 +219,9 @@ def test_dropout_eval_and_p_zero_are_the_identity():
 
 def test_dropout_masks_differ_between_steps_and_follow_the_rng():
     x = np.ones((10, 50))
-    a, _ = run("dropout", [x], [vec(50)], seed=1)
-    b, _ = run("dropout", [x], [vec(50)], seed=2)
-    c, _ = run("dropout", [x], [vec(50)], seed=1)
+    a, _, _ = run_op("dropout", [x], [vec(50)], seed=1)
+    b, _, _ = run_op("dropout", [x], [vec(50)], seed=2)
+    c, _, _ = run_op("dropout", [x], [vec(50)], seed=1)
     assert not np.array_equal(a, b)
     np.testing.assert_array_equal(a, c)
 
@@ -272,7 +254,7 @@ def test_reduce_keeps_the_batch_axis():
     assert op.shape_rule([TensorType((3, 4), batched=False)], resolve_attrs(op, {"axis": 0})) \
         == TensorType((4,), batched=False)
     x = np.arange(24.0).reshape(2, 3, 4)
-    y, (g,) = run("mean", [x], [t], {"axis": 0}, grad_out=np.ones((2, 4)))
+    y, (g,), _ = run_op("mean", [x], [t], {"axis": 0}, grad_out=np.ones((2, 4)))
     np.testing.assert_allclose(y, x.mean(axis=1))
     np.testing.assert_allclose(g, np.full(x.shape, 1 / 3))
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from op_harness import Case
+from op_harness import Case, run_op
 
 from graphc.diagnostics import GraphcError
-from graphc.ops import Ctx, Sample, lookup, resolve_attrs
+from graphc.ops import Sample, lookup, resolve_attrs
 from graphc.tensor_type import ShapeError, TensorType
 
 torch = pytest.importorskip("torch")
@@ -17,17 +17,9 @@ F = torch.nn.functional
 BN = lookup("batchnorm")
 
 
-def run(name, x, params=(), *, shape=None, batched=True, attrs=None, train=True, state=None,
-        needs=None):
-    """Run op forward on x (run-time array); return (out, ctx)."""
-    op = lookup(name)
-    attrs = resolve_attrs(op, attrs or {})
-    t = TensorType(tuple(shape if shape is not None else x.shape[1:]), batched=batched)
-    out_type = op.shape_rule([t], attrs)
-    needs = needs or (True,) * (1 + len(params))
-    ctx = Ctx(attrs, [t], out_type, train=train, state=state, needs=needs,
-              out=np.empty(x.shape, x.dtype), batch=x.shape[0] if batched else 1)
-    return op.forward(ctx, x, *params), ctx
+def image(x, batched=True):
+    """Return the TensorType of a run-time array x (batched: its leading axis is the batch)."""
+    return [TensorType(x.shape[1:] if batched else x.shape, batched=batched)]
 
 
 def bn_state(c, dtype):
@@ -50,7 +42,7 @@ def test_running_stats_and_eval_output_match_torch(per_sample, module):
     attrs = {"momentum": 0.2, "eps": 1e-4}
     for step in range(4):
         x = rng.standard_normal((6, *per_sample)) * (1 + step) + step
-        out, _ = run("batchnorm", x, (gamma, beta), attrs=attrs, state=state)
+        out, _, _ = run_op("batchnorm", [x, gamma, beta], image(x), attrs, state=state)
         m.train()
         expected = m(torch.tensor(x)).detach().numpy()
         np.testing.assert_allclose(out, expected, atol=1e-10)
@@ -60,7 +52,7 @@ def test_running_stats_and_eval_output_match_torch(per_sample, module):
 
     x = rng.standard_normal((5, *per_sample))
     before = {k: v.copy() for k, v in state.items()}
-    out, _ = run("batchnorm", x, (gamma, beta), attrs=attrs, state=state, train=False)
+    out, _, _ = run_op("batchnorm", [x, gamma, beta], image(x), attrs, state=state, train=False)
     m.eval()
     np.testing.assert_allclose(out, m(torch.tensor(x)).detach().numpy(), atol=1e-10)
     for k in state:
@@ -97,7 +89,7 @@ def test_float32_stays_float32_and_state_keeps_dtype():
     gamma, beta = np.ones(3, np.float32), np.zeros(3, np.float32)
     state = bn_state(3, np.float32)
     rm, rv = state["running_mean"], state["running_var"]
-    out, ctx = run("batchnorm", x, (gamma, beta), state=state)
+    out, _, ctx = run_op("batchnorm", [x, gamma, beta], image(x), state=state)
     assert out.dtype == np.float32
     assert state["running_mean"] is rm and state["running_var"] is rv, "state must update in place"
     assert rm.dtype == np.float32 and rv.dtype == np.float32
@@ -106,13 +98,13 @@ def test_float32_stays_float32_and_state_keeps_dtype():
     assert all(v.dtype == np.float32 for v in ctx.saved.values() if isinstance(v, np.ndarray))
     grads = BN.backward(ctx, np.ones_like(x), None, None)
     assert [g.dtype for g in grads] == [np.float32] * 3
-    out, ctx = run("batchnorm", x, (gamma, beta), state=state, train=False)
+    out, _, ctx = run_op("batchnorm", [x, gamma, beta], image(x), state=state, train=False)
     assert out.dtype == np.float32
     assert BN.backward(ctx, np.ones_like(x), None, None)[0].dtype == np.float32
     for name, params in [("layernorm", (np.ones((3, 4, 4), np.float32),) * 2),
                          ("groupnorm", (gamma, beta)), ("instancenorm", ()), ("lrn", ())]:
         attrs = {"groups": 3} if name == "groupnorm" else {}
-        out, ctx = run(name, x, params, attrs=attrs)
+        out, _, ctx = run_op(name, [x, *params], image(x), attrs)
         assert out.dtype == np.float32, name
         grads = lookup(name).backward(ctx, np.ones_like(x), [x, *params], out)
         assert all(g.dtype == np.float32 for g in grads), name
@@ -121,13 +113,13 @@ def test_float32_stays_float32_and_state_keeps_dtype():
 def test_batchnorm_batch_of_one_without_spatial_axes_is_a_clear_error():
     x = np.ones((1, 4))
     with pytest.raises(GraphcError, match="more than one value per channel"):
-        run("batchnorm", x, (np.ones(4), np.zeros(4)), state=bn_state(4, np.float64))
+        run_op("batchnorm", [x, np.ones(4), np.zeros(4)], image(x), state=bn_state(4, np.float64))
     # Eval mode, or spatial axes, are fine with one sample.
-    out, _ = run("batchnorm", x, (np.ones(4), np.zeros(4)), state=bn_state(4, np.float64),
-                 train=False)
+    out, _, _ = run_op("batchnorm", [x, np.ones(4), np.zeros(4)], image(x), state=bn_state(4, np.float64),
+                       train=False)
     np.testing.assert_allclose(out, 1 / np.sqrt(1 + 1e-5))
-    out, _ = run("batchnorm", np.arange(8.0).reshape(1, 4, 2), (np.ones(4), np.zeros(4)),
-                 state=bn_state(4, np.float64))
+    x = np.arange(8.0).reshape(1, 4, 2)
+    out, _, _ = run_op("batchnorm", [x, np.ones(4), np.zeros(4)], image(x), state=bn_state(4, np.float64))
     np.testing.assert_allclose(np.abs(out), 1 / np.sqrt(0.25 + 1e-5) * 0.5)
 
 
@@ -195,10 +187,10 @@ def test_non_contiguous_input():
     x = rng.standard_normal((4, 5, 3)).transpose(0, 2, 1)    # per-sample [3, 5], strided
     assert not x.flags.c_contiguous
     gamma, beta = 1 + rng.standard_normal(3) * 0.3, rng.standard_normal(3)
-    out, _ = run("groupnorm", x, (gamma, beta), attrs={"groups": 3})
+    out, _, _ = run_op("groupnorm", [x, gamma, beta], image(x), {"groups": 3})
     expected = F.group_norm(torch.tensor(x), 3, torch.tensor(gamma), torch.tensor(beta)).numpy()
     np.testing.assert_allclose(out, expected, atol=1e-10)
-    out, _ = run("batchnorm", x, (gamma, beta), state=bn_state(3, np.float64))
+    out, _, _ = run_op("batchnorm", [x, gamma, beta], image(x), state=bn_state(3, np.float64))
     expected = F.batch_norm(torch.tensor(x), None, None, torch.tensor(gamma), torch.tensor(beta),
                             training=True).numpy()
     np.testing.assert_allclose(out, expected, atol=1e-10)
@@ -207,10 +199,10 @@ def test_non_contiguous_input():
 def test_unbatched_layernorm_and_lrn():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((4, 3))
-    out, ctx = run("layernorm", x, (np.ones((4, 3)), np.zeros((4, 3))), shape=(4, 3), batched=False)
+    out, _, ctx = run_op("layernorm", [x, np.ones((4, 3)), np.zeros((4, 3))], image(x, batched=False))
     np.testing.assert_allclose(out, F.layer_norm(torch.tensor(x), (4, 3)).numpy(), atol=1e-10)
     assert lookup("layernorm").backward(ctx, np.ones_like(x), None, None)[0].shape == x.shape
-    out, ctx = run("lrn", x, shape=(4, 3), batched=False, attrs={"size": 3, "alpha": 1.0})
+    out, _, ctx = run_op("lrn", [x], image(x, batched=False), {"size": 3, "alpha": 1.0})
     expected = F.local_response_norm(torch.tensor(x)[None], 3, alpha=1.0)[0].numpy()
     np.testing.assert_allclose(out, expected, atol=1e-10)
 
@@ -219,8 +211,8 @@ def test_large_offsets_stay_accurate_in_float32():
     # Two-pass variance: x = 1e4 + noise must still normalise to unit variance in float32.
     rng = np.random.default_rng(4)
     x64 = 1e4 + rng.standard_normal((3, 2, 50))
-    out, _ = run("layernorm", x64.astype(np.float32), (np.ones((2, 50), np.float32),
-                                                       np.zeros((2, 50), np.float32)))
+    x = x64.astype(np.float32)
+    out, _, _ = run_op("layernorm", [x, np.ones((2, 50), np.float32), np.zeros((2, 50), np.float32)], image(x))
     expected = F.layer_norm(torch.tensor(x64), (2, 50)).numpy()
     assert np.all(np.isfinite(out))
     np.testing.assert_allclose(out, expected, atol=5e-3)

@@ -47,7 +47,7 @@ def gradient_sequence(steps=STEPS, dtype=np.float64):
 
 
 def torch_optimizer(torch, name, kwargs, tensors):
-    h = {**OPTIMIZERS[name][1], **kwargs}
+    h = OPTIMIZERS[name][1].complete(kwargs)
     params = list(tensors.values())
     if OPTIMIZERS[name][0].__name__ == "SGD":
         return torch.optim.SGD(params, lr=h["lr"], momentum=h["momentum"], dampening=h["dampening"],
@@ -137,11 +137,11 @@ def test_state_arrays_are_copies():
 def test_load_state_mismatch_is_reported():
     adam = make_optimizer("adam", initial_params())
     sgd = make_optimizer("momentum", initial_params())
-    with pytest.raises(GraphcError, match="missing 'sgd.momentum/c1.weight'"):
+    with pytest.raises(GraphcError, match="missing `sgd.momentum/c1.weight`"):
         sgd.load_state_arrays(adam.state_arrays())
     state = adam.state_arrays()
     state["adam.m/c1.bias"] = np.zeros(7)
-    with pytest.raises(GraphcError, match=r"'adam.m/c1.bias': saved \[7\], expected \[4\]"):
+    with pytest.raises(GraphcError, match=r"`adam.m/c1.bias`: saved \[7\], expected \[4\]"):
         adam.load_state_arrays(state)
 
 
@@ -172,19 +172,21 @@ def test_only_named_params_are_updated():
 
 def test_errors():
     params = initial_params()
+    # The messages `graphc check` gives for the same train setting (one checker), names in backticks.
     with pytest.raises(GraphcError) as err:
         make_optimizer("adma", params)
-    assert "did you mean 'adam'" in str(err.value) and "rmsprop" in str(err.value)
+    assert "unknown optimizer `adma`" in str(err.value)
+    assert "did you mean `adam`?" in str(err.value) and "rmsprop" in str(err.value)
     with pytest.raises(GraphcError) as err:
         make_optimizer("sgd", params, weight_decay=1e-4)
-    assert "weight_decay" in str(err.value) and "momentum" in str(err.value)
-    with pytest.raises(GraphcError, match="did you mean 'beta1'"):
+    assert "`sgd` has no argument `weight_decay`" in str(err.value) and "train setting `weight_decay`" in str(err.value)
+    with pytest.raises(GraphcError, match="did you mean `beta1`"):
         make_optimizer("adam", params, beta_1=0.5)
     with pytest.raises(GraphcError, match="Nesterov"):
         make_optimizer("sgd", params, nesterov=True)
-    with pytest.raises(GraphcError, match="option lr must be a number >= 0"):
+    with pytest.raises(GraphcError, match="`lr` of `sgd` must be a number >= 0, got -1.0"):
         make_optimizer("sgd", params, lr=-1.0)
-    with pytest.raises(GraphcError, match=r"beta1 must be a number in \[0, 1.0\)"):
+    with pytest.raises(GraphcError, match=r"`beta1` of `adam` must be a number in \[0, 1\), got 1.0"):
         make_optimizer("adam", params, beta1=1.0)
     with pytest.raises(GraphcError, match="true or false"):
         make_optimizer("adam", params, amsgrad="yes")
@@ -203,10 +205,18 @@ def test_errors():
 
 def test_optimizer_table():
     assert set(OPTIMIZERS) == {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"}
-    assert OPTIMIZERS["momentum"][1]["momentum"] == 0.9
-    assert OPTIMIZERS["nesterov"][1]["nesterov"] is True
-    for cls, allowed in OPTIMIZERS.values():
-        assert set(allowed) - {"lr"} == set(cls.defaults)
+    assert OPTIMIZERS["momentum"][1].defaults["momentum"] == 0.9
+    assert OPTIMIZERS["nesterov"][1].defaults["nesterov"] is True
+    for name, (cls, signature) in OPTIMIZERS.items():
+        assert signature.name == name and signature.keywords[0].name == "lr"
+        assert not hasattr(cls, "defaults"), "one defaults table per optimizer: its signature"
+
+
+def test_sgd_default_lr_is_one_number():
+    # Regression: the train section's default optimizer said lr 0.01, OPTIMIZERS said 1e-3.
+    params = initial_params()
+    assert make_optimizer("sgd", params).lr == 0.01
+    assert OPTIMIZERS["sgd"][1].defaults["lr"] == 0.01
 
 
 SCHEDULE_CASES = [
@@ -242,16 +252,16 @@ def test_schedules_match_torch(name, epochs, kwargs):
 
 
 def test_schedule_errors():
-    with pytest.raises(GraphcError, match="did you mean 'cosine'"):
+    with pytest.raises(GraphcError, match="did you mean `cosine`"):
         make_schedule("cosin", 0.1, 10)
     with pytest.raises(GraphcError, match="step_size"):
         make_schedule("step", 0.1, 10)
-    with pytest.raises(GraphcError, match="did you mean 'gamma'"):
+    with pytest.raises(GraphcError, match="did you mean `gamma`"):
         make_schedule("exponential", 0.1, 10, gama=0.9)
     with pytest.raises(GraphcError, match="step_size"):
         make_schedule("step", 0.1, 10, step_size=0)
     with pytest.raises(GraphcError, match="t_max"):
         make_schedule("cosine", 0.1, 0)
-    with pytest.raises(GraphcError, match="gamma must be a number"):
+    with pytest.raises(GraphcError, match="`gamma` of `exponential` must be a number >= 0, got `fast`"):
         make_schedule("exponential", 0.1, 10, gamma="fast")
     assert set(SCHEDULES) == {"constant", "step", "exponential", "cosine"}

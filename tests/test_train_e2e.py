@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import MODELS
+from paths import MODELS
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 def test_short_training_clears_accuracy_floor(real_datasets, graphc_run, tmp_path, model, data, limit, floor):
     out = tmp_path / "out"
     status, text, err = graphc_run("run", MODELS / f"{model}.nn", "--data", data, "--limit", limit,
-                                   "--epochs", 1, "--out", out, "--quiet")
+                                   "--limit-test", 10_000, "--epochs", 1, "--out", out, "--quiet")
     assert status == 0, err
     result = json.loads((out / "metrics.json").read_text())
     assert result["data"] == data

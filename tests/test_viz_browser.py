@@ -15,14 +15,13 @@ import struct
 import subprocess
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
+from paths import MODELS
 
 from graphc.program import check_file
 from graphc.viz import viz
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")]

@@ -1,63 +1,54 @@
-"""Build, continued: the walker over statements and expressions.
+"""Builder: the walker over a model's statements that adds its nodes to the Graph.
 
 Input: one model's syntax (and the blocks it uses). Output: nodes and edges
 added to the Graph, one per input, label, param, constant and op call; errors
 recorded in the caller's Diagnostics (each at most once, with notes naming the
-block call sites that led to it).
+block call sites that led to it). Constants (shapes, attributes, `repeat`
+counts, `init=`) follow compiler/evaluate.py, which `Builder` extends with the
+values that need nodes: op calls (`apply` = bind the arguments, then create the
+node) and block uses (`expand`).
 """
 from __future__ import annotations
 
 import math
 
-from graphc.compiler.build import (
-    _RESERVED,
-    OPERATORS,
+from graphc.compiler.evaluate import Evaluator
+from graphc.compiler.graph import Node, ParamInfo
+from graphc.compiler.scope import (
     POISON,
     Const,
+    Scope,
+    StatementNames,
     Symbol,
     Tensor,
-    _did_you_mean,
-    _Scope,
-    _StatementNames,
+    span_of,
 )
-from graphc.compiler.graph import ParamInfo
-from graphc.diagnostics import Diagnostic, Note
+from graphc.diagnostics import Diagnostic, Note, did_you_mean
 from graphc.language import syntax as S
-from graphc.ops import AttrError, OpDef, all_names, lookup, resolve_attrs
+from graphc.ops import AttrError, OpDef, all_names, find, literal, lookup, resolve_attrs
+from graphc.ops.init import check_initialiser
 from graphc.tensor_type import CLASS, MAX_ELEMENTS, TensorType, format_shape
-from graphc.training.settings import resolve_init
 
 MAX_REPEAT = 10_000   # copies one `repeat` may make
 MAX_BLOCK_DEPTH = 50  # blocks using blocks: each level costs stack frames while building
 
 
-class _Builder:
+class Builder(Evaluator):
+    """Adds one model's nodes to `graph`, inlining the `blocks` it uses."""
+
     def __init__(self, graph, blocks, diagnostics):
-        self.graph, self.blocks, self.diagnostics = graph, blocks, diagnostics
+        super().__init__(diagnostics)
+        self.graph, self.blocks = graph, blocks
         self.taken: set[str] = set()
-        self._reported: set = set()
         self._warned: set = set()
         self.defined_nodes: list[tuple[str, str, object]] = []  # (node, kind, span) for unused warnings
 
-    # ---- diagnostics -----------------------------------------------------------
-    def error(self, message, span, scope=None, help=None, notes=()):
-        """Record an error once, with notes for the block call sites in `scope`."""
-        notes = tuple(notes) + (self._trace_notes(scope) if scope is not None else ())
-        key = (message, span.start if span else None, span.source.path if span else None)
-        if key in self._reported:
-            return
-        self._reported.add(key)
-        self.diagnostics.add(Diagnostic("error", message, span, help, notes))
-
     def warning(self, message, span, help=None):
+        """Record a warning on the graph, once."""
         key = (message, span.start if span else None)
         if key not in self._warned:
             self._warned.add(key)
             self.graph.warnings.append(Diagnostic("warning", message, span, help))
-
-    @staticmethod
-    def _trace_notes(scope) -> tuple:
-        return tuple(Note(f"in block `{b}` used here", s) for b, s in scope.trace)
 
     def unique(self, name: str) -> str:
         """Return `name`, or `name_2`, `name_3`, ... if it is taken; and take it."""
@@ -71,7 +62,7 @@ class _Builder:
     # ---- model and bodies --------------------------------------------------------
     def model(self, model: S.Model) -> None:
         """Build the nodes of a model's body, then check its interface."""
-        scope = _Scope("", {}, (), "", ())
+        scope = Scope("", {}, (), "", ())
         self.body(model.body, scope, in_block=False)
         g = self.graph
         if not g.inputs and not self.diagnostics.has_errors:
@@ -83,7 +74,7 @@ class _Builder:
                 self.warning(f"{what} `{node}` is never used", span,
                              help="use it, make it an `output`, or delete it")
 
-    def body(self, body, scope: _Scope, *, in_block: bool, return_prefix: str = "",
+    def body(self, body, scope: Scope, *, in_block: bool, return_prefix: str = "",
              value_name: str = ""):
         """Build a list of statements; return the value of a block's `return` (or None)."""
         for index, stmt in enumerate(body):
@@ -111,7 +102,7 @@ class _Builder:
                     self.error("`return` outside a block", stmt.span,
                                help="a model names its results with `output NAME = ...`")
                     continue
-                names = _StatementNames(self, return_prefix, value_name, stmt.value)
+                names = StatementNames(self.blocks, return_prefix, value_name, stmt.value)
                 returned = self.expr(stmt.value, scope, names)
                 continue
             self.statement(stmt, scope, in_block)
@@ -119,7 +110,7 @@ class _Builder:
             return POISON
         return returned
 
-    def statement(self, stmt, scope: _Scope, in_block: bool) -> None:
+    def statement(self, stmt, scope: Scope, in_block: bool) -> None:
         """Build one declaration or assignment and bind its name."""
         g, full = self.graph, scope.prefix + stmt.name
         if scope.defined.get(stmt.name, (None,))[0] != scope.current:
@@ -136,8 +127,7 @@ class _Builder:
                 return
             kind = "input" if isinstance(stmt, S.InputDecl) else "label"
             node = self.unique(full)
-            g.nx.add_node(node, kind=kind, op=None, inputs=[], attrs={}, span=stmt.span, trace=scope.trace,
-                          block=scope.block, params={}, declared=declared)
+            g.add(Node(node, kind, span=stmt.span, trace=scope.trace, block=scope.block, declared=declared))
             (g.inputs if kind == "input" else g.labels).append(node)
             self.defined_nodes.append((node, kind, stmt.name_span))
             scope.env[stmt.name] = Tensor(node)
@@ -145,7 +135,7 @@ class _Builder:
         if isinstance(stmt, S.ParamDecl):
             self.param_decl(stmt, scope, full)
             return
-        names = _StatementNames(self, full, full, stmt.value)
+        names = StatementNames(self.blocks, full, full, stmt.value)
         value = self.expr(stmt.value, scope, names)
         if isinstance(value, Symbol):
             # A bare word bound to nothing (`h = foo`): only an attribute may be a bare word,
@@ -156,7 +146,7 @@ class _Builder:
         if isinstance(stmt, S.OutputDecl) or (stmt.name == "loss" and not in_block):
             if not isinstance(value, Tensor):
                 if value is not POISON:
-                    self.error(f"`{stmt.name}` must be a tensor, not a constant", _span(stmt.value), scope,
+                    self.error(f"`{stmt.name}` must be a tensor, not a constant", span_of(stmt.value), scope,
                                help=f"compute `{stmt.name}` from the model's inputs and parameters")
                 return
             if isinstance(stmt, S.OutputDecl):
@@ -190,7 +180,7 @@ class _Builder:
             if v is None:
                 return None
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                self.error(f"a dimension must be a whole number >= 1, got {v!r}", _span(d), scope,
+                self.error(f"a dimension must be a whole number >= 1, got {v!r}", span_of(d), scope,
                            help="a shape lists sizes per sample, e.g. [1, 28, 28]; `[]` is a scalar")
                 return None
             dims.append(v)
@@ -200,31 +190,21 @@ class _Builder:
             return None
         return tuple(dims)
 
-    def constant(self, expr, scope):
-        """Return the compile-time value of expr, or None (with an error) if it is not one."""
-        value = self.expr(expr, scope, None)
-        if isinstance(value, Const) and value is not POISON:
-            return value.value
-        if isinstance(value, Tensor):
-            self.error("expected a number here, got a tensor", _span(expr), scope)
-        elif isinstance(value, Symbol):
-            self.undefined(value, scope)
-        return None
-
     def param_decl(self, stmt: S.ParamDecl, scope, full) -> None:
+        """Create a `param` node with its ParamInfo; `init=` is checked with the initialisers' signatures."""
         shape = self.shape(stmt.shape, scope)
         init, init_args, decay = "he", {}, None
         given_init = False
         for option in stmt.options:
             if option.name == "init":
-                resolved = resolve_init(option.value, self.diagnostics, lambda e: self.expr(e, scope, None))
+                resolved = self.named_call(option.value, scope, "initialiser", check_initialiser)
                 if resolved is not None:
                     init, init_args = resolved
                 given_init = True
             elif option.name == "decay":
                 v = self.constant(option.value, scope)
                 if not isinstance(v, bool):
-                    self.error("`decay` must be true or false", _span(option.value), scope)
+                    self.error("`decay` must be true or false", span_of(option.value), scope)
                 else:
                     decay = v
             else:
@@ -241,125 +221,26 @@ class _Builder:
             decay = weight     # like layers: weights are decayed, biases and scalars are not
         if not given_init and not weight:
             init, given_init = "zeros", True   # a bias-like vector starts at zero, as a layer's bias does
-        self.graph.nx.add_node(node, kind="param", op=None, inputs=[], attrs={}, span=stmt.span,
-                               trace=scope.trace, block=scope.block, params={},
-                               declared=TensorType(shape, batched=False))
+        self.graph.add(Node(node, "param", span=stmt.span, trace=scope.trace, block=scope.block,
+                            declared=TensorType(shape, batched=False)))
         self.graph.params[node] = ParamInfo(node, shape, init, init_args, (fan_in, fan_out), decay,
                                             not given_init, node, None, stmt.span)
         self.defined_nodes.append((node, "parameter", stmt.name_span))
         scope.env[stmt.name] = Tensor(node)
 
-    # ---- expressions -------------------------------------------------------------
-    def expr(self, e, scope: _Scope, names: _StatementNames | None):
-        """Return the value of an expression: Tensor, Const, Symbol or POISON."""
-        if isinstance(e, S.Number):
-            return Const(e.value, e.span)
-        if isinstance(e, S.String):
-            return Const(e.value, e.span)
-        if isinstance(e, S.Name):
-            return self.name(e, scope)
-        if isinstance(e, S.ListExpr):
-            items = [self.expr(i, scope, names) for i in e.items]
-            if any(v is POISON for v in items):
-                return POISON
-            if any(not isinstance(v, Const) for v in items):
-                self.error("a list holds numbers; to join tensors use concat(a, b)", e.span, scope)
-                return POISON
-            return Const([v.value for v in items], e.span)
-        if isinstance(e, S.Negate):
-            v = self.expr(e.operand, scope, names)
-            if isinstance(v, Const) and isinstance(v.value, (int, float)) and not isinstance(v.value, bool):
-                return Const(-v.value, e.span)
-            return self.apply(e, "neg", [(v, _span(e.operand))], [], scope, names)
-        if isinstance(e, S.BinOp):
-            left = self.expr(e.left, scope, names)
-            right = self.expr(e.right, scope, names)
-            if _number(left) and _number(right) and e.op != "@":
-                # Arithmetic on constants is a constant, as `-k` already is, so that a block
-                # can write `pad=(k - 1) / 2`; only an expression with a tensor becomes gates.
-                return self.fold(e, left.value, right.value, scope)
-            return self.apply(e, OPERATORS[e.op], [(left, _span(e.left)), (right, _span(e.right))], [],
-                              scope, names)
-        if isinstance(e, S.Call):
-            return self.call(e, scope, names, None)
-        if isinstance(e, S.Chain):
-            value = self.expr(e.head, scope, names)
-            head_span = _span(e.head)
-            for link in e.links:
-                if isinstance(link, S.Repeat):
-                    value = self.repeat(link, value, head_span, scope, names)
-                else:
-                    value = self.call(link, scope, names, (value, head_span))
-                head_span = head_span.to(link.span)
-            return value
-        raise TypeError(f"unknown syntax node {type(e).__name__}")
-
-    def fold(self, e: S.BinOp, a, b, scope: _Scope):
-        """Return the Const value of `a <op> b` for two numbers, or POISON after an error."""
-        whole = isinstance(a, int) and isinstance(b, int)
-        try:
-            if e.op == "**" and whole and b >= 0 and (abs(a) < 2 or b * math.log2(abs(a)) <= 256):
-                value = a ** b
-            elif e.op == "**":
-                value = float(a) ** float(b)    # floats: `10 ** 10 ** 10` must not build a huge int
-                if isinstance(value, complex):
-                    raise ValueError("a negative number to a fractional power")
-            elif e.op == "/":
-                # Whole numbers that divide evenly stay whole, so `[k / 2]` is a valid dimension.
-                value = a // b if whole and b != 0 and a % b == 0 else a / b
-            else:
-                value = {"+": a + b, "-": a - b, "*": a * b}[e.op]
-        except ZeroDivisionError:
-            self.error("division by zero", e.span, scope)
-            return POISON
-        except OverflowError:
-            self.error("cannot compute this constant: the result is too large", e.span, scope)
-            return POISON
-        except ValueError as error:
-            self.error(f"cannot compute this constant: {error}", e.span, scope)
-            return POISON
-        return Const(value, e.span)
-
-    def name(self, e: S.Name, scope: _Scope):
-        if e.id in scope.env:
-            return scope.env[e.id]
-        if e.id in scope.defined:
-            self.forward_reference(e, scope)
-            return POISON
-        if e.id in _RESERVED:
-            return Const(_RESERVED[e.id], e.span)
-        return Symbol(e.id, e.span)
-
-    def forward_reference(self, e: S.Name, scope: _Scope) -> None:
-        """Report a name used above its definition: a cycle if it leads back, else use-before-definition."""
-        order = sorted(scope.defined, key=lambda n: scope.defined[n][0])
-        here = next((n for n in order if scope.defined[n][0] == scope.current), None)
-        path = _path(e.id, here, scope.refs) if here is not None else None
-        if path is not None:
-            self.error("cycle: " + " -> ".join([here, *path]), e.span, scope,
-                       help="a value cannot depend on itself; the graph must be acyclic")
-        else:
-            line = scope.defined[e.id][1].line
-            self.error(f"`{e.id}` is used before its definition on line {line}", e.span, scope,
-                       help=f"move the definition of `{e.id}` above this line")
-
-    def undefined(self, symbol: Symbol, scope: _Scope) -> None:
-        tensors = [n for n, v in scope.env.items() if isinstance(v, (Tensor, Const))]
-        self.error(f"undefined name `{symbol.name}`", symbol.span, scope,
-                   help=_did_you_mean(symbol.name, tensors) or "define it above with `=`, "
-                   "`input`, `label` or `param`")
-
+    # ---- values that need nodes ---------------------------------------------------
     def repeat(self, link: S.Repeat, piped, piped_span, scope, names):
+        """Return the value of `piped -> repeat N f(...)`: N copies of the call, chained."""
         count = self.constant(link.count, scope)
         if count is None:
             return POISON
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            self.error(f"`repeat` needs a whole number >= 1, got {count!r}", _span(link.count), scope,
+            self.error(f"`repeat` needs a whole number >= 1, got {count!r}", span_of(link.count), scope,
                        help=f"write the number of copies, e.g. `repeat 3 {link.call.func}`")
             return POISON
         if count > MAX_REPEAT:
             # Each copy is built node by node; a huge count would hang the checker, not fail.
-            self.error(f"`repeat {count}` makes too many copies (at most {MAX_REPEAT:,})", _span(link.count),
+            self.error(f"`repeat {count}` makes too many copies (at most {MAX_REPEAT:,})", span_of(link.count),
                        scope, help="stack fewer copies")
             return POISON
         value = piped
@@ -370,14 +251,14 @@ class _Builder:
     def call(self, call: S.Call, scope, names, piped, rep=None):
         """Return the value of a call to an op or a block (piped: the value on the left of `->`)."""
         args = [piped] if piped is not None else []
-        args += [(self.expr(a, scope, names), _span(a)) for a in call.args]
+        args += [(self.expr(a, scope, names), span_of(a)) for a in call.args]
         keywords = [(k, self.expr(k.value, scope, names)) for k in call.keywords]
         if call.func in self.blocks:
             return self.expand(self.blocks[call.func], call, args, keywords, scope, names, rep)
-        op = lookup(call.func)
+        op = find(call.func)
         if op is None:
             self.error(f"unknown op `{call.func}`", call.func_span, scope,
-                       help=_did_you_mean(call.func, [*all_names(), *self.blocks])
+                       help=did_you_mean(call.func, [*all_names(), *self.blocks])
                        or "see `graphc ops` for the list of ops")
             return POISON
         return self.apply(call, op.name, args, keywords, scope, names, rep, op)
@@ -386,109 +267,116 @@ class _Builder:
         """Create the node of an op call; return its Tensor (or POISON). `op`: the OpDef, if looked up."""
         if op is None:
             op = lookup(op_name)
-        span = syntax.span
-        inputs, attr_values, arg_spans = {}, {}, {}
-        op_inputs, op_attrs, variadic = op.inputs, op.attrs, op.variadic
-        n_inputs = len(args) if variadic else len(op_inputs)
-        if not variadic and len(args) > len(op_inputs) + len(op_attrs):
-            self.error(f"`{op.name}` takes at most {len(op_inputs) + len(op_attrs)} arguments, "
-                       f"got {len(args)}", span, scope, help=_signature(op))
+        bound = self.bind_arguments(syntax, op, args, keywords, scope)
+        if bound is None:
             return POISON
-        for i, (value, arg_span) in enumerate(args):
-            if i < n_inputs:
-                inputs[i] = value
-                arg_spans[i] = arg_span
-            else:
-                name = op_attrs[i - n_inputs].name
-                attr_values[name] = value
-                arg_spans[name] = arg_span
-        for keyword, value in keywords:
-            if keyword.name in op_inputs and not variadic:
-                index = op_inputs.index(keyword.name)
-                if index in inputs:
-                    self.error(f"`{keyword.name}` is given twice", keyword.span, scope)
-                    return POISON
-                inputs[index] = value
-                arg_spans[index] = keyword.value.span if hasattr(keyword.value, "span") else keyword.span
-            elif op.attr(keyword.name) is not None:
-                if keyword.name in attr_values:
-                    self.error(f"`{keyword.name}` is given twice", keyword.span, scope)
-                    return POISON
-                attr_values[keyword.name] = value
-                arg_spans[keyword.name] = _span(keyword.value)
-            else:
-                self.error(f"`{op.name}` has no argument `{keyword.name}`", keyword.name_span, scope,
-                           help=_did_you_mean(keyword.name, [*op_inputs, *(a.name for a in op_attrs)])
-                           or _signature(op))
-                return POISON
-        if any(i not in inputs for i in range(len(op_inputs))) or (variadic and not inputs):
-            got = len(inputs)
-            self.error(f"`{op.name}` needs {len(op_inputs)} tensor input{'s' * (len(op_inputs) > 1)} "
-                       f"({', '.join(op_inputs)}), got {got}", span, scope, help=_signature(op))
+        if names is None:
+            self.error(f"`{op.name}` cannot be used here: a constant is expected", syntax.span, scope)
             return POISON
-        for value in inputs.values():
-            if value is POISON:
-                return POISON
+        inputs, attrs, arg_spans = bound
+        return self.create_node(syntax, op, inputs, attrs, arg_spans, scope, names, rep)
+
+    # ---- binding arguments -------------------------------------------------------
+    def bind_arguments(self, syntax, op: OpDef, args, keywords, scope):
+        """Return (inputs by slot, resolved attributes, spans by slot or attribute) of an op call,
+        or None after an error: arguments fill the inputs, then the attributes, in order."""
+        placed = self._place(syntax, op, args, keywords, scope)
+        if placed is None:
+            return None
+        inputs, attr_values, arg_spans = placed
+        if any(v is POISON for v in [*inputs.values(), *attr_values.values()]):
+            return None
         plain = {}
-        for value in attr_values.values():
-            if value is POISON:
-                return POISON
         for name, value in attr_values.items():
             if isinstance(value, Tensor):
                 self.error(f"`{name}` of `{op.name}` must be a constant, not a tensor", arg_spans[name], scope,
                            help=f"`{name}` is fixed when the model is compiled; write a number")
-                return POISON
+                return None
             plain[name] = value.name if isinstance(value, Symbol) else value.value
         try:
             attrs = resolve_attrs(op, plain)
         except AttrError as error:
-            self.error(error.message, arg_spans.get(error.name, getattr(syntax, "func_span", span)), scope,
+            self.error(error.message, arg_spans.get(error.name, getattr(syntax, "func_span", syntax.span)), scope,
                        help=error.help or _signature(op))
-            return POISON
+            return None
+        return inputs, attrs, arg_spans
+
+    def _place(self, syntax, op: OpDef, args, keywords, scope):
+        """Return (input values by slot, attribute values by name, spans), or None after an error."""
+        inputs, attr_values, arg_spans = {}, {}, {}
+        n_inputs = len(args) if op.variadic else len(op.inputs)
+        if not op.variadic and len(args) > len(op.inputs) + len(op.attrs):
+            self.error(f"`{op.name}` takes at most {len(op.inputs) + len(op.attrs)} arguments, "
+                       f"got {len(args)}", syntax.span, scope, help=_signature(op))
+            return None
+        for i, (value, arg_span) in enumerate(args):
+            slot = i if i < n_inputs else op.attrs[i - n_inputs].name
+            (inputs if i < n_inputs else attr_values)[slot] = value
+            arg_spans[slot] = arg_span
+        for keyword, value in keywords:
+            is_input = keyword.name in op.inputs and not op.variadic
+            if not is_input and op.attr(keyword.name) is None:
+                self.error(f"`{op.name}` has no argument `{keyword.name}`", keyword.name_span, scope,
+                           help=did_you_mean(keyword.name, [*op.inputs, *(a.name for a in op.attrs)])
+                           or _signature(op))
+                return None
+            slot = op.inputs.index(keyword.name) if is_input else keyword.name
+            target = inputs if is_input else attr_values
+            if slot in target:
+                self.error(f"`{keyword.name}` is given twice", keyword.span, scope)
+                return None
+            target[slot] = value
+            arg_spans[slot] = span_of(keyword.value) or keyword.span
+        if any(i not in inputs for i in range(len(op.inputs))) or (op.variadic and not inputs):
+            self.error(f"`{op.name}` needs {len(op.inputs)} tensor input{'s' * (len(op.inputs) > 1)} "
+                       f"({', '.join(op.inputs)}), got {len(inputs)}", syntax.span, scope, help=_signature(op))
+            return None
+        return inputs, attr_values, arg_spans
+
+    # ---- creating nodes ----------------------------------------------------------
+    def create_node(self, syntax, op: OpDef, inputs: dict, attrs: dict, arg_spans: dict, scope, names, rep):
+        """Add the op's node (and a const node per number input) with its edges; return its Tensor or POISON."""
         rep_index, last = (rep[1], rep[2]) if rep else (None, True)
         key = rep[0] if rep else syntax
-        if names is None:
-            self.error(f"`{op.name}` cannot be used here: a constant is expected", span, scope)
-            return POISON
-        G = self.graph.nx
         node = self.unique(names.node_name(key, rep_index, last))
         input_nodes = []
         for i in sorted(inputs):
-            value = inputs[i]
-            if type(value) is Tensor:
-                input_nodes.append(value.node)
-                continue
-            if isinstance(value, Symbol):
-                self.undefined(value, scope)
+            source = self._input_node(inputs[i], f"{node}.{op.inputs[min(i, len(op.inputs) - 1)]}",
+                                      arg_spans[i], scope)
+            if source is None:
                 return POISON
-            if isinstance(value, Const):
-                if isinstance(value.value, bool) or not isinstance(value.value, (int, float)):
-                    self.error(f"expected a tensor or a number, got {value.value!r}", arg_spans[i], scope)
-                    return POISON
-                const = self.unique(f"{node}.{op_inputs[min(i, len(op_inputs) - 1)]}")
-                G.add_node(const, kind="const", op=None, inputs=[], attrs={}, span=arg_spans[i],
-                           trace=scope.trace, block=scope.block, params={},
-                           value=value.value, declared=TensorType((), batched=False))
-                input_nodes.append(const)
-            else:
-                input_nodes.append(value.node)
+            input_nodes.append(source)
+        params = {}
         if op.params:
             owner = names.owner(key, rep_index, last)
             params = {p.role: self.unique(f"{owner}.{p.role}") for p in op.active_params(attrs)}
-        else:
-            params = {}
-        G.add_node(node, kind="op", op=op.name, inputs=input_nodes, attrs=attrs, span=span,
-                   trace=scope.trace, block=scope.block, params=params, arg_spans=arg_spans)
+        graph = self.graph
+        graph.add(Node(node, "op", op=op, inputs=tuple(input_nodes), attrs=attrs, span=syntax.span,
+                       trace=scope.trace, block=scope.block, params=params, arg_spans=arg_spans))
         # One edge per distinct input, listing the input slots it feeds (the node is new: no edges yet).
         slots: dict[str, list[int]] = {}
         for slot, src in enumerate(input_nodes):
-            if src in slots:
-                slots[src].append(slot)
-            else:
-                slots[src] = [slot]
+            slots.setdefault(src, []).append(slot)
         for src, feeds in slots.items():
-            G.add_edge(src, node, slots=feeds)
+            graph.nx.add_edge(src, node, slots=feeds)
         return Tensor(node)
+
+    def _input_node(self, value, const_name: str, span, scope) -> str | None:
+        """Return the node an input reads: a tensor's node, or a new const node for a number."""
+        if type(value) is Tensor:
+            return value.node
+        if isinstance(value, Symbol):
+            self.undefined(value, scope)
+            return None
+        if isinstance(value, Const):
+            if isinstance(value.value, bool) or not isinstance(value.value, (int, float)):
+                self.error(f"expected a tensor or a number, got {value.value!r}", span, scope)
+                return None
+            const = self.unique(const_name)
+            self.graph.add(Node(const, "const", span=span, trace=scope.trace, block=scope.block,
+                                declared=TensorType((), batched=False), value=value.value))
+            return const
+        return value.node
 
     def expand(self, block: S.Block, call: S.Call, args, keywords, scope, names, rep):
         """Inline one use of a block; return the value of its `return`."""
@@ -510,7 +398,7 @@ class _Builder:
         for keyword, value in keywords:
             if keyword.name not in formal:
                 self.error(f"block `{block.name}` has no argument `{keyword.name}`", keyword.name_span, scope,
-                           help=_did_you_mean(keyword.name, formal) or f"its arguments: {', '.join(formal)}")
+                           help=did_you_mean(keyword.name, formal) or f"its arguments: {', '.join(formal)}")
                 return POISON
             if keyword.name in bound:
                 self.error(f"`{keyword.name}` is given twice", keyword.span, scope)
@@ -522,7 +410,7 @@ class _Builder:
             self.error(f"block `{block.name}` cannot be used here: a constant is expected", call.span, scope)
             return POISON
         owner = names.owner(key, rep_index, last)
-        inner = _Scope(owner + ".", {}, ((block.name, call.span), *scope.trace), owner,
+        inner = Scope(owner + ".", {}, ((block.name, call.span), *scope.trace), owner,
                        (*scope.stack, block.name))
         for p in block.params:
             if p.name in bound:
@@ -544,42 +432,9 @@ class _Builder:
         return value
 
 
-def _span(expr):
-    return getattr(expr, "span", None)
-
-
-def _number(value) -> bool:
-    """True for a Const holding an int or float (not a bool, list or string)."""
-    return isinstance(value, Const) and isinstance(value.value, (int, float)) and not isinstance(value.value, bool)
-
-
 def _signature(op: OpDef) -> str:
+    """Return the usage line of an op: `usage: conv(x, filters, kernel=[3, 3], ...)`."""
     parts = list(op.inputs) + (["..."] if op.variadic else [])
     for a in op.attrs:
-        parts.append(a.name if a.required else f"{a.name}={_show(a.default)}")
+        parts.append(a.name if a.required else f"{a.name}={literal(a.default)}")
     return f"usage: {op.name}({', '.join(parts)})"
-
-
-def _show(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "none"
-    if isinstance(value, tuple):
-        return "[" + ", ".join(str(v) for v in value) + "]"
-    return str(value)
-
-
-def _path(start: str, goal: str, refs: dict) -> list[str] | None:
-    """Return the names leading from `start` back to `goal` through references, or None."""
-    stack, seen = [(start, [start])], set()
-    while stack:
-        name, path = stack.pop()
-        if name == goal:
-            return path
-        if name in seen:
-            continue
-        seen.add(name)
-        for nxt in refs.get(name, ()):
-            stack.append((nxt, path + [nxt]))
-    return None

@@ -2,18 +2,10 @@
 
 Input: nothing (build.py fills it, infer.py types it). Output: `Graph`.
 
-Node attributes (G.nodes[name]):
-  kind     "input", "label", "param", "const" or "op"
-  op       the OpDef name (kind "op")
-  inputs   ordered list of input node names (an op may read one node twice)
-  attrs    resolved attributes (kind "op")
-  span     where the node was written; trace: the block call sites that made it
-  block    the block instance path it belongs to ("" at model level)
-  params   role -> parameter name (layers' own parameters)
-  declared TensorType written in the source (input, label, param)
-  value    the number of a const node
-  type     TensorType (set by infer); flops: forward FLOPs per sample
-Edges (u, v) carry `slots` (which inputs of v read u) and, after infer, `type`.
+Every node is a `Node` record (`graph.node(name)`), made by the builder and
+completed by infer (`type`, `flops`, `state`). networkx holds the edges:
+an edge (u, v) carries `slots` (which inputs of v read u) and, after infer,
+`type`. Only the builder looks an op up by name; later stages use `node.op`.
 """
 from __future__ import annotations
 
@@ -22,8 +14,43 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from graphc.diagnostics import Diagnostic, Note
+from graphc.ops import OpDef
 from graphc.source import Span
 from graphc.tensor_type import TensorType
+
+NODE_KINDS = ("input", "label", "param", "const", "op")
+
+
+@dataclass(eq=False, slots=True)
+class Node:
+    """One node of the graph: made by the builder, completed by infer, read by every later stage.
+
+    Only infer writes to a node after the builder (`type`, `flops`, `state`).
+    Not frozen: a frozen record costs ~5 µs to make or `replace` (CPython sets
+    each field through `object.__setattr__`), which made checking a
+    10,000-node chain 10% slower. `eq=False`: nodes compare by identity.
+    """
+
+    name: str
+    kind: str                                   # one of NODE_KINDS
+    op: OpDef | None = None                     # the resolved op (kind "op")
+    inputs: tuple[str, ...] = ()                # input node names in slot order (an op may read one twice)
+    attrs: dict = field(default_factory=dict)   # resolved attributes (kind "op")
+    span: Span | None = None                    # where the node was written
+    trace: tuple = ()                           # ((block name, call span), ...), innermost first
+    block: str = ""                             # the block instance path it belongs to ("" at model level)
+    params: dict = field(default_factory=dict)  # role -> parameter name (a layer's own parameters)
+    arg_spans: dict = field(default_factory=dict)   # input slot or attribute name -> its span (kind "op")
+    declared: TensorType | None = None          # the type written in the source (input, label, param, const)
+    value: float | None = None                  # the number of a const node
+    type: TensorType | None = None              # set by infer (None: not typed, after an error)
+    flops: int = 0                              # forward FLOPs per sample, set by infer
+    state: dict = field(default_factory=dict)   # role -> running-state name, set by infer
+
+    @property
+    def op_name(self) -> str | None:
+        """Return the name of the node's op, or None for a node that is not an op."""
+        return self.op.name if self.op is not None else None
 
 
 @dataclass
@@ -75,18 +102,45 @@ class Graph:
     loss_span: Span | None = None
     params: dict[str, ParamInfo] = field(default_factory=dict)
     state: dict[str, StateInfo] = field(default_factory=dict)
-    train: dict[str, Setting] | None = None
+    train: dict[str, Setting] | None = None          # checked settings (training/config.resolve_train)
     train_span: Span | None = None
+    train_section: object = None                     # the chosen syntax.Train (build), None without one
     model_span: Span | None = None
     warnings: list[Diagnostic] = field(default_factory=list)
+    # (node and edge count, order): the cached topological order and the graph size it was computed for
+    _order: tuple | None = field(default=None, repr=False, compare=False)
 
-    def node(self, name: str) -> dict:
-        """Return the attribute dict of a node."""
-        return self.nx.nodes[name]
+    def add(self, node: Node) -> Node:
+        """Add a node (without edges) and return it; only the builder adds nodes."""
+        self.nx.add_node(node.name, node=node)
+        self._order = None
+        return node
 
-    def type_of(self, name: str) -> TensorType:
-        """Return the inferred type of a node."""
-        return self.nx.nodes[name]["type"]
+    def node(self, name: str) -> Node:
+        """Return the record of the node called `name` (KeyError if there is none)."""
+        return self.nx.nodes[name]["node"]
+
+    def nodes(self) -> list[Node]:
+        """Return every node record, in the order they were added."""
+        return [data["node"] for data in self.nx.nodes.values()]
+
+    def type_of(self, name: str) -> TensorType | None:
+        """Return the inferred type of a node (None if infer could not type it)."""
+        return self.nx.nodes[name]["node"].type
+
+    def topological_order(self) -> list[str]:
+        """Return the node names in `nx.topological_sort`'s order, computed once per graph.
+
+        The one order every stage uses: it decides which error is reported
+        first, the order of `graph.params` (and so which random numbers
+        initialise which weight) and the order of the plan's steps.
+        Raises NetworkXUnfeasible on a cycle.
+        """
+        G = self.nx
+        key = (G.number_of_nodes(), G.number_of_edges())
+        if self._order is None or self._order[0] != key:
+            self._order = (key, list(nx.topological_sort(G)))
+        return self._order[1]
 
     @property
     def objective(self) -> str | None:
@@ -98,10 +152,11 @@ class Graph:
         return None
 
     def op_nodes(self) -> list[str]:
-        """Return the op nodes in a topological order."""
-        return [n for n in nx.topological_sort(self.nx) if self.nx.nodes[n]["kind"] == "op"]
+        """Return the names of the op nodes in topological order."""
+        nodes = self.nx.nodes
+        return [n for n in self.topological_order() if nodes[n]["node"].kind == "op"]
 
 
-def trace_notes(attrs: dict) -> tuple[Note, ...]:
+def trace_notes(node: Node) -> tuple[Note, ...]:
     """Return one note per block call site that instantiated a node (innermost first)."""
-    return tuple(Note(f"in block `{block}` used here", span) for block, span in attrs.get("trace", ()))
+    return tuple(Note(f"in block `{block}` used here", span) for block, span in node.trace)

@@ -10,12 +10,12 @@ step reads it any more.
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import asdict, dataclass, field, replace
 
 import networkx as nx
 
-from graphc.compiler.graph import Graph
-from graphc.ops import lookup
+from graphc.compiler.graph import Graph, Node
 from graphc.tensor_type import CLASS, TensorType, num_elements
 
 
@@ -116,38 +116,41 @@ def plan(graph: Graph, wanted: list[str], *, backward: bool, input_grads: bool =
     (training never needs the gradient of the data, so it is not computed).
     """
     G = graph.nx
+    node = graph.node
     objective = graph.objective if backward else None
     roots = set(wanted) | ({objective} if objective else set())
     needed = set(roots)
     for r in roots:
         needed |= nx.ancestors(G, r)
-    order = [n for n in nx.topological_sort(G) if n in needed and G.nodes[n]["kind"] == "op"]
+    topological = graph.topological_order()
+    order = [n for n in topological if n in needed and node(n).kind == "op"]
 
     # Which values carry a gradient: those downstream of a param or float input.
     grad_targets, carries = [], set()
     if objective is not None:
         upstream = nx.ancestors(G, objective) | {objective}
-        for n in nx.topological_sort(G):
+        for n in topological:
             if n not in upstream:
                 continue
-            a = G.nodes[n]
-            if (a["kind"] == "param" or (a["kind"] == "input" and input_grads)) and a["type"].kind != CLASS:
+            a = node(n)
+            if (a.kind == "param" or (a.kind == "input" and input_grads)) and a.type.kind != CLASS:
                 carries.add(n)
                 grad_targets.append(n)
-            elif a["kind"] == "op" and (any(i in carries for i in a["inputs"]) or a["params"]):
+            elif a.kind == "op" and (any(i in carries for i in a.inputs) or a.params):
                 carries.add(n)
-        grad_targets += [p for n in order if n in carries for p in G.nodes[n]["params"].values()]
+        grad_targets += [p for n in order if n in carries for p in node(n).params.values()]
 
     back_steps, fan_in = [], {}
     if objective is not None:
         for n in reversed(order):
             if n not in carries:
                 continue
-            a = G.nodes[n]
-            op = lookup(a["op"])
-            targets = list(a["inputs"]) + list(a["params"].values())
-            needs = [t in carries and t not in op_nondiff(op, a, i) for i, t in enumerate(a["inputs"])]
-            needs += [True] * len(a["params"])
+            a = node(n)
+            op = a.op
+            nondiff = nondiff_inputs(a)
+            targets = list(a.inputs) + list(a.params.values())
+            needs = [t in carries and t not in nondiff for t in a.inputs]
+            needs += [True] * len(a.params)
             reads = []
             if op.saves in ("inputs", "both"):
                 reads += targets
@@ -159,33 +162,77 @@ def plan(graph: Graph, wanted: list[str], *, backward: bool, input_grads: bool =
             back_steps.append(BackStep(len(back_steps), n, op.name, op.grad_rule, targets, needs,
                                        list(dict.fromkeys(reads))))
 
-    steps = [Step(i, n, G.nodes[n]["op"], list(G.nodes[n]["inputs"]), list(G.nodes[n]["params"].values()),
-                  n, None, list(G.nodes[n]["type"].shape), G.nodes[n]["type"].batched)
-             for i, n in enumerate(order)]
+    steps = []
+    for i, n in enumerate(order):
+        a = node(n)
+        steps.append(Step(i, n, a.op.name, list(a.inputs), list(a.params.values()), n, None, list(a.type.shape),
+                          a.type.batched))
     buffers = _assign_buffers(graph, steps, back_steps, keep=set(wanted) | ({objective} if objective else set()))
     return Plan(steps, back_steps, buffers, objective, grad_targets, fan_in, sorted(roots))
 
 
-def op_nondiff(op, attrs, index) -> set:
-    """Return the set of input names of a node that get no gradient (labels)."""
+def nondiff_inputs(node: Node) -> set[str]:
+    """Return the names of an op node's inputs that get no gradient (those in a non-differentiable slot)."""
+    op = node.op
     names = set()
-    for i, name in enumerate(attrs["inputs"]):
-        slot = op.inputs[min(i, len(op.inputs) - 1)]
+    for i, name in enumerate(node.inputs):
+        slot = op.inputs[min(i, len(op.inputs) - 1)]   # a variadic op's extra inputs share its last slot
         if slot in op.nondiff:
             names.add(name)
     return names
 
 
 def _assign_buffers(graph: Graph, steps: list[Step], back: list[BackStep], keep: set[str]) -> list[Buffer]:
-    """Give every non-aliasing step a buffer, reusing buffers whose values are dead."""
-    G = graph.nx
-    position = {s.output: s.index for s in steps}
-    end = len(steps) + len(back)
-    # An aliasing step's output lives in its first input's buffer: group them.
-    group = {}
+    """Give every non-aliasing step a buffer, reusing buffers whose values are dead; return the buffers."""
+    op_of = {s.node: graph.node(s.node).op for s in steps}
+    group = _view_groups(steps, op_of)
+    last_use = _last_uses(steps, back, keep, group)
+    buffers: list[Buffer] = []
+    free: list[int] = []
+    live: dict[str, int] = {}     # group root -> buffer id
+    made: dict[str, int] = {}     # group root -> when it became live (the order `live` had them in)
+    # (last use, root) of every live value: finding the dead ones must not walk all live values,
+    # since a training plan keeps most of them alive until backward (quadratic on long chains).
+    expiring: list[tuple[int, str]] = []
     for s in steps:
-        op = lookup(s.op)
-        group[s.output] = group.get(s.inputs[0], s.inputs[0]) if op.aliases and s.inputs[0] in position else s.output
+        dead = []
+        while expiring and expiring[0][0] < s.index:
+            root = heapq.heappop(expiring)[1]
+            if root in live:      # not if a step overwrote it in place
+                dead.append(root)
+        # Freed in the order the values became live, so buffer choices do not depend on the heap.
+        for root in sorted(dead, key=made.__getitem__):
+            free.append(live.pop(root))
+        if group[s.output] != s.output:
+            continue               # a view: no buffer of its own
+        source = s.inputs[0] if s.inputs else None
+        if op_of[s.node].inplace and source in live and group[source] == source \
+                and last_use[source] == s.index:
+            # relu after linear: nothing reads the linear output after this step
+            # (its backward reads the linear's inputs, relu's reads relu's output),
+            # so relu overwrites it in place.
+            s.buffer = live.pop(source)
+        else:
+            t: TensorType = graph.type_of(s.node)
+            s.buffer = _reuse_or_add(buffers, free, max(t.size, 1), t.batched)
+        live[s.output], made[s.output] = s.buffer, s.index
+        heapq.heappush(expiring, (last_use[s.output], s.output))
+    return buffers
+
+
+def _view_groups(steps: list[Step], op_of: dict) -> dict[str, str]:
+    """Return step output -> the value whose buffer holds it: a view's output lives in its first input's."""
+    position = {s.output: s.index for s in steps}
+    group: dict[str, str] = {}
+    for s in steps:
+        view = op_of[s.node].returns_view and s.inputs[0] in position
+        group[s.output] = group.get(s.inputs[0], s.inputs[0]) if view else s.output
+    return group
+
+
+def _last_uses(steps: list[Step], back: list[BackStep], keep: set[str], group: dict) -> dict[str, int]:
+    """Return group root -> the last position (forward steps, then backward steps) that reads it."""
+    end = len(steps) + len(back)
     last_use: dict[str, int] = {}
 
     def use(value: str, at: int) -> None:
@@ -202,43 +249,26 @@ def _assign_buffers(graph: Graph, steps: list[Step], back: list[BackStep], keep:
             use(r, len(steps) + b.index)
     for k in keep:
         use(k, end)
+    return last_use
 
-    buffers: list[Buffer] = []
-    free: list[int] = []
-    live: dict[str, int] = {}     # group root -> buffer id
-    for s in steps:
-        for root, buf in list(live.items()):
-            if last_use[root] < s.index:
-                free.append(buf)
-                del live[root]
-        if group[s.output] != s.output:
-            continue               # a view: no buffer of its own
-        source = s.inputs[0] if s.inputs else None
-        if lookup(s.op).inplace and source in live and group[source] == source \
-                and last_use[source] == s.index:
-            # relu after linear: nothing reads the linear output after this step
-            # (its backward reads the linear's inputs, relu's reads relu's output),
-            # so relu overwrites it in place.
-            s.buffer = live.pop(source)
-            live[s.output] = s.buffer
-            continue
-        t: TensorType = G.nodes[s.node]["type"]
-        elements = max(t.size, 1)
-        candidates = [b for b in free if buffers[b].batched == t.batched]
-        fitting = [b for b in candidates if buffers[b].elements >= elements]
-        if fitting:
-            chosen = min(fitting, key=lambda b: buffers[b].elements)
-        elif candidates:
-            chosen = max(candidates, key=lambda b: buffers[b].elements)
-            buffers[chosen].elements = elements
-        else:
-            chosen = len(buffers)
-            buffers.append(Buffer(chosen, elements, t.batched))
-        if chosen in free:
-            free.remove(chosen)
-        s.buffer = chosen
-        live[s.output] = chosen
-    return buffers
+
+def _reuse_or_add(buffers: list[Buffer], free: list[int], elements: int, batched: bool) -> int:
+    """Return the id of a free buffer for `elements` values (the smallest that fits, else the largest, grown),
+    or of a new one; take it off `free`."""
+    candidates = [b for b in free if buffers[b].batched == batched]
+    fitting = [b for b in candidates if buffers[b].elements >= elements]
+    if fitting:
+        chosen = min(fitting, key=lambda b: buffers[b].elements)
+    elif candidates:
+        chosen = max(candidates, key=lambda b: buffers[b].elements)
+        buffers[chosen].elements = elements
+    else:
+        chosen = len(buffers)
+        buffers.append(Buffer(chosen, elements, batched))
+    if chosen in free:
+        free.remove(chosen)
+    return chosen
+
 
 def compiled_plan(graph: Graph, backward: bool = True) -> Plan:
     """Return the plan `graphc run` would execute.

@@ -241,45 +241,12 @@ class _Printer:
     # -- the file
 
     def module(self) -> list[str]:
+        """Return the file's lines: header comments, includes first, then items, each with its comments."""
         items = list(self.module_node.items)
-        inside = {id(i): [] for i in items}
-        trailing = {id(i): [] for i in items}
-        loose = []
-        starts = [i.span.start for i in items]
-        for c in self.comments:
-            item, target = self._place(items, starts, c)
-            if item is not None:
-                inside[id(item)].append(c)
-                continue
-            if target is not None and not self._own_line(c):
-                trailing[id(target)].append(c)
-            else:
-                loose.append(c)
-
-        # blank lines in the source before each entity (comment or item), in source order
+        inside, trailing, loose = self._assign_comments(items)
         entities = sorted([*loose, *items], key=lambda n: n.span.start)
-        blank = {}
-        previous_end = None
-        for e in entities:
-            blank[id(e)] = previous_end is not None and self._blank_between(previous_end, e.span.start)
-            previous_end = max([e.span.end, *(c.span.end for c in trailing.get(id(e), ()))])
-
-        # header comments, then (leading comments, item) groups, then end-of-file comments
-        header, groups, pending = [], [], []
-        for e in entities:
-            if isinstance(e, S.Comment):
-                pending.append(e)
-            elif not groups and not header and pending:
-                header, pending = pending, []
-                groups.append(([], e))
-            else:
-                groups.append((pending, e))
-                pending = []
-        tail = pending
-        if not groups:
-            header, tail = tail, []
-        ordered = ([g for g in groups if isinstance(g[1], S.Include)]
-                   + [g for g in groups if not isinstance(g[1], S.Include)])
+        blank = self._blank_before(entities, trailing)
+        header, ordered, tail = _group(entities)
 
         lines: list[str] = []
         previous = None
@@ -288,16 +255,16 @@ class _Printer:
                 lines.append("")
             lines.append(_comment(c))
             previous = c
-        after_header = blank[id(groups[0][1])] if header and groups else False
+        # The header's blank line is the one before the first item in the source (which may not print first).
+        first_item = next((e for e in entities if not isinstance(e, S.Comment)), None)
+        after_header = blank[id(first_item)] if header and first_item is not None else False
         sequence = [(e, item) for leading, item in ordered for e in (*leading, item)] + [(c, None) for c in tail]
         for n, (e, target) in enumerate(sequence):
             if previous is None:
                 separate = False
             elif n == 0:
                 separate = after_header
-            elif isinstance(previous, S.Comment):
-                separate = blank[id(e)]
-            elif isinstance(previous, S.Include) and isinstance(target, S.Include):
+            elif isinstance(previous, S.Comment) or (isinstance(previous, S.Include) and isinstance(target, S.Include)):
                 separate = blank[id(e)]
             else:
                 separate = True
@@ -312,6 +279,31 @@ class _Printer:
                 lines.extend(item_lines)
             previous = e
         return lines
+
+    def _assign_comments(self, items):
+        """Return each comment's place: inside an item, trailing an item's last line, or loose (by id of item)."""
+        inside = {id(i): [] for i in items}
+        trailing = {id(i): [] for i in items}
+        loose = []
+        starts = [i.span.start for i in items]
+        for c in self.comments:
+            item, target = self._place(items, starts, c)
+            if item is not None:
+                inside[id(item)].append(c)
+            elif target is not None and not self._own_line(c):
+                trailing[id(target)].append(c)
+            else:
+                loose.append(c)
+        return inside, trailing, loose
+
+    def _blank_before(self, entities, trailing) -> dict[int, bool]:
+        """Return, by id, whether a blank line precedes each entity (comment or item) in the source."""
+        blank = {}
+        previous_end = None
+        for e in entities:
+            blank[id(e)] = previous_end is not None and self._blank_between(previous_end, e.span.start)
+            previous_end = max([e.span.end, *(c.span.end for c in trailing.get(id(e), ()))])
+        return blank
 
     # -- items
 
@@ -382,6 +374,26 @@ class _Printer:
         if not out and not in_header:
             return [f"{header} {{}}"]
         return [head, *out, "}"]
+
+
+def _group(entities):
+    """Return (header comments, [(leading comments, item)] with includes first, end-of-file comments)."""
+    header, groups, pending = [], [], []
+    for e in entities:
+        if isinstance(e, S.Comment):
+            pending.append(e)
+        elif not groups and not header and pending:
+            header, pending = pending, []
+            groups.append(([], e))
+        else:
+            groups.append((pending, e))
+            pending = []
+    tail = pending
+    if not groups:
+        header, tail = tail, []
+    ordered = ([g for g in groups if isinstance(g[1], S.Include)]
+               + [g for g in groups if not isinstance(g[1], S.Include)])
+    return header, ordered, tail
 
 
 def _comment(comment: S.Comment) -> str:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc.ops import Attr, OpDef, ParamSpec, Sample, register
-from graphc.ops.kernels import maximum_zero
+from graphc.ops.kernels import log_softmax, maximum_zero
+from graphc.ops.registry import Attr, OpDef, ParamSpec, Sample, register
 from graphc.tensor_type import ShapeError, TensorType, float_inputs, format_shape
 
 _SAMPLES = (Sample(((3, 4),)), Sample(((),)), Sample(((2, 3, 5),)), Sample(((7,),), batched=(False,)))
@@ -31,14 +31,14 @@ def _per_element(cost: int):
 
 
 def _activation(name, forward, backward, grad_rule, doc, *, saves="inputs", domain="normal",
-                expansion=None, attrs=(), params=(), cost=1, samples=_SAMPLES, aliases=False,
+                expansion=None, attrs=(), params=(), cost=1, samples=_SAMPLES, returns_view=False,
                 shape_rule=_same_shape, inplace=False):
     """Register one activation op and return its OpDef."""
     return register(OpDef(
         name=name, family="activation", inputs=("x",), shape_rule=shape_rule, forward=forward,
         backward=backward, flops=_per_element(cost), grad_rule=grad_rule, doc=doc,
         samples=samples, attrs=attrs, params=params, saves=saves, domain=domain,
-        expansion=expansion, aliases=aliases, inplace=inplace))
+        expansion=expansion, returns_view=returns_view, inplace=inplace))
 
 
 # ---- identity and step ---------------------------------------------------------
@@ -48,7 +48,7 @@ _activation(
     "identity: pass-through",
     "Returns its input unchanged, as a view of the same array (torch.nn.Identity). "
     "The gradient passes through.",
-    saves="none", aliases=True, cost=0, expansion="x")
+    saves="none", returns_view=True, cost=0, expansion="x")
 
 
 def _step_forward(ctx, x):
@@ -284,10 +284,8 @@ def _runtime_axis(ctx) -> int:
 def _softmax_forward(ctx, x):
     axis = _runtime_axis(ctx)
     out = ctx.out
-    # Subtract the maximum first: exp never overflows, even for logits of 1e4.
-    np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
-    np.exp(out, out=out)
-    np.divide(out, np.sum(out, axis=axis, keepdims=True), out=out)
+    # softmax = exp(log_softmax(x)): exp never overflows, even for logits of 1e4.
+    np.exp(log_softmax(x, axis, out=out), out=out)
     return out
 
 
@@ -304,12 +302,7 @@ def _softmax_backward(ctx, g, args, out):
 
 def _log_softmax_forward(ctx, x):
     axis = _runtime_axis(ctx)
-    out = ctx.out
-    # log_softmax = (x - m) - log(sum(exp(x - m))): the log-sum-exp trick.
-    np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
-    lse = np.log(np.sum(np.exp(out), axis=axis, keepdims=True))
-    np.subtract(out, lse, out=out)
-    return out
+    return log_softmax(x, axis, out=ctx.out)
 
 
 def _log_softmax_backward(ctx, g, args, out):

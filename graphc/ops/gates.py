@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc.ops import OpDef, Sample, register
-from graphc.ops.kernels import align, grad_for
+from graphc.ops.kernels import align, grad_for, unbroadcast
+from graphc.ops.registry import OpDef, Sample, register
 from graphc.tensor_type import ShapeError, TensorType, broadcast_shapes, float_inputs, format_shape
 
 _BINARY_SAMPLES = (
@@ -223,15 +223,10 @@ def _matmul_backward(ctx, g, args, out):
     G = g.reshape(np.broadcast_shapes(A.shape[:-2], B.shape[:-2]) + (A.shape[-2], B.shape[-1]))
     ga = gb = None
     if ctx.needs[0]:
-        ga = _sum_to(G @ np.swapaxes(B, -1, -2), A.shape).reshape(a.shape)
+        ga = unbroadcast(G @ np.swapaxes(B, -1, -2), A.shape).reshape(a.shape)
     if ctx.needs[1]:
-        gb = _sum_to(np.swapaxes(A, -1, -2) @ G, B.shape).reshape(b.shape)
+        gb = unbroadcast(np.swapaxes(A, -1, -2) @ G, B.shape).reshape(b.shape)
     return [ga, gb]
-
-
-def _sum_to(grad, shape):
-    from graphc.ops.kernels import unbroadcast
-    return unbroadcast(grad, shape)
 
 
 register(OpDef(

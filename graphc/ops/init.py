@@ -9,46 +9,59 @@ gives the same values (up to rounding) whatever the dtype.
 """
 from __future__ import annotations
 
-import difflib
 import math
 
 import numpy as np
 
 from graphc.diagnostics import GraphcError
+from graphc.signature import (
+    ANY_NUMBER,
+    NON_NEGATIVE,
+    REQUIRED,
+    Keyword,
+    Signature,
+    SignatureError,
+    check_call,
+)
 
 
-class _Required:
-    """Marker for a keyword that has no default and must be given."""
+def _low_at_most_high(values: dict) -> tuple[str, str] | None:
+    if values["low"] > values["high"]:
+        return (f"`uniform` needs low <= high, got low={values['low']}, high={values['high']}",
+                "swap low and high")
+    return None
 
-    def __repr__(self) -> str:
-        return "<required>"
+
+def _gain(scheme: str) -> Signature:
+    return Signature(scheme, (Keyword("gain", 1.0, NON_NEGATIVE),))
 
 
-REQUIRED = _Required()
+def _slope(scheme: str) -> Signature:
+    # `a` is the negative slope of a leaky relu; only a**2 enters the gain, so any number works.
+    return Signature(scheme, (Keyword("a", 0.0, ANY_NUMBER),))
 
-# scheme -> allowed keywords with defaults (REQUIRED: must be given).
-INITIALISERS: dict[str, dict[str, object]] = {
-    "zeros": {},
-    "ones": {},
-    "constant": {"value": REQUIRED},
-    "normal": {"std": 0.01, "mean": 0.0},
-    "uniform": {"low": -0.05, "high": 0.05},
-    "xavier": {"gain": 1.0},
-    "xavier_normal": {"gain": 1.0},
-    "xavier_uniform": {"gain": 1.0},
-    "he": {"a": 0.0},
-    "he_normal": {"a": 0.0},
-    "he_uniform": {"a": 0.0},
-    "lecun": {},
+
+# scheme -> its signature: keywords with defaults (REQUIRED: must be given) and the values they accept.
+INITIALISERS: dict[str, Signature] = {
+    "zeros": Signature("zeros", ()),
+    "ones": Signature("ones", ()),
+    "constant": Signature("constant", (Keyword("value", REQUIRED, ANY_NUMBER),)),
+    "normal": Signature("normal", (Keyword("std", 0.01, NON_NEGATIVE), Keyword("mean", 0.0, ANY_NUMBER))),
+    "uniform": Signature("uniform", (Keyword("low", -0.05, ANY_NUMBER), Keyword("high", 0.05, ANY_NUMBER)),
+                         rule=_low_at_most_high),
+    "xavier": _gain("xavier"),
+    "xavier_normal": _gain("xavier_normal"),
+    "xavier_uniform": _gain("xavier_uniform"),
+    "he": _slope("he"),
+    "he_normal": _slope("he_normal"),
+    "he_uniform": _slope("he_uniform"),
+    "lecun": Signature("lecun", ()),
 }
 
 
-def _did_you_mean(kind: str, name: str, valid) -> GraphcError:
-    valid = list(valid)
-    close = difflib.get_close_matches(name, valid, n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    return GraphcError(f"unknown {kind} '{name}'",
-                       help=f"{hint}valid: {', '.join(valid) if valid else '(none)'}")
+def check_initialiser(scheme: str, args=(), kwargs=None) -> dict:
+    """Return the given options of initialiser `scheme` by name, checked (SignatureError if not)."""
+    return check_call("initialiser", INITIALISERS, scheme, args, kwargs)
 
 
 def fans(shape: tuple[int, ...], layout: str) -> tuple[int, int]:
@@ -75,22 +88,12 @@ def fans(shape: tuple[int, ...], layout: str) -> tuple[int, int]:
 
 
 def _options(scheme: str, kwargs: dict) -> dict:
-    if scheme not in INITIALISERS:
-        raise _did_you_mean("initialiser", scheme, INITIALISERS)
-    allowed = INITIALISERS[scheme]
-    for key in kwargs:
-        if key not in allowed:
-            raise _did_you_mean(f"option for initialiser '{scheme}'", key, allowed)
-    merged = {**allowed, **kwargs}
-    missing = [k for k, v in merged.items() if v is REQUIRED]
-    if missing:
-        raise GraphcError(f"initialiser '{scheme}' needs {', '.join(missing)}",
-                          help=f"give {', '.join(f'{k}=...' for k in missing)}")
-    for key, value in merged.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise GraphcError(f"initialiser '{scheme}' option {key} must be a finite number, got {value!r}",
-                              help=f"e.g. {key}={allowed[key] if allowed[key] is not REQUIRED else 0.0}")
-    return merged
+    """Return every option of `scheme` (defaults filled in); GraphcError with the compiler's message if bad."""
+    try:
+        given = check_initialiser(scheme, (), kwargs)
+    except SignatureError as error:
+        raise GraphcError(error.message, help=error.help) from None
+    return INITIALISERS[scheme].complete(given)
 
 
 def _positive_fan(scheme: str, which: str, value: int) -> int:
@@ -112,7 +115,8 @@ def initialise(shape: tuple[int, ...], scheme: str, rng: np.random.Generator, *,
       he_uniform:             kaiming_uniform_ likewise, b = sqrt(3) * std, for a=0 sqrt(6 / fan_in)
       lecun:                  N(0, sqrt(1 / fan_in)), kaiming_normal_ with nonlinearity="linear"
       normal (std, mean), uniform (low, high), constant (value), zeros, ones.
-    Unknown schemes or keywords raise GraphcError with a did-you-mean.
+    Unknown schemes, keywords or bad values raise GraphcError with the message
+    `graphc check` gives for the same `init=` (one checker: `check_initialiser`).
     Deterministic: the same generator state gives the same array.
     """
     opts = _options(scheme, kwargs)
@@ -127,13 +131,8 @@ def initialise(shape: tuple[int, ...], scheme: str, rng: np.random.Generator, *,
     if scheme == "constant":
         return np.full(shape, opts["value"], dtype)
     if scheme == "uniform":
-        if opts["low"] > opts["high"]:
-            raise GraphcError(f"uniform initialiser needs low <= high, got low={opts['low']}, high={opts['high']}",
-                              help="swap low and high")
         return rng.uniform(opts["low"], opts["high"], size=shape).astype(dtype, copy=False)
     if scheme == "normal":
-        if opts["std"] < 0:
-            raise GraphcError(f"normal initialiser needs std >= 0, got {opts['std']}", help="e.g. std=0.01")
         return rng.normal(opts["mean"], opts["std"], size=shape).astype(dtype, copy=False)
     if scheme in ("xavier", "xavier_normal", "xavier_uniform"):
         fan_sum = _positive_fan(scheme, "fan_in + fan_out", fan_in + fan_out)

@@ -1,5 +1,6 @@
-"""Numerical kernels shared by several ops: the one conv/pool size formula,
-broadcast alignment and its undoing, log-sum-exp, im2col and col2im.
+"""Numerical kernels shared by several ops: the one conv/pool size formula and
+image check, broadcast alignment and its undoing, log_softmax (the one log-sum-exp), and the memory
+setting of the commands that train (`retain_freed_memory`).
 
 Input: NumPy arrays and planned shapes. Output: NumPy arrays. Nothing here
 knows about graphs or the language.
@@ -12,7 +13,7 @@ import sys
 
 import numpy as np
 
-from graphc.tensor_type import ShapeError, TensorType
+from graphc.tensor_type import ShapeError, TensorType, float_inputs, format_shape
 
 
 def conv_out_size(size: int, kernel: int, stride: int, pad: int, *, what: str = "output height") -> int:
@@ -33,6 +34,31 @@ def conv_out_size(size: int, kernel: int, stride: int, pad: int, *, what: str = 
             help=f"({size} + 2*{pad} - {kernel}) / {stride} + 1 = {value:g}; "
                  f"choose pad and stride so that stride divides {span}")
     return span // stride + 1
+
+
+def image_type(in_types: list[TensorType], what: str) -> TensorType:
+    """Return the first input's type after checking it is a float [channels, height, width]
+    image (conv, pooling); raise ShapeError otherwise."""
+    float_inputs(in_types, 0)
+    x = in_types[0]
+    if x.rank != 3:
+        raise ShapeError(
+            f"{what} expects a per-sample shape [channels, height, width], got {format_shape(x.shape)}",
+            help="reshape the input first, e.g. reshape(x, [1, 28, 28]) for MNIST's [784]", arg=0)
+    return x
+
+
+def batch_size(t: TensorType, a: np.ndarray) -> int:
+    """Return a step's batch size read off an array whose type is (or is batched like) t:
+    its leading axis when t is batched, else 1 (an unbatched tensor counts as one sample)."""
+    return a.shape[0] if t.batched else 1
+
+
+def image_shape(ctx, a: np.ndarray) -> tuple[int, int, int, int]:
+    """Return (N, C, H, W) of a conv or pool step's input, given any batched array of the step
+    (the input, or grad_out); an unbatched input counts as a batch of one."""
+    t = ctx.in_types[0]
+    return (batch_size(t, a), *t.shape)
 
 
 def align(x: np.ndarray, t: TensorType, out_rank: int) -> np.ndarray:
@@ -68,11 +94,16 @@ def grad_for(grad: np.ndarray, x: np.ndarray, t: TensorType, out_rank: int) -> n
     return np.ascontiguousarray(unbroadcast(grad, align(x, t, out_rank).shape).reshape(x.shape))
 
 
-def logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Return log(sum(exp(x))) along axis with keepdims, stable for large |x|."""
-    m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0)
-    return m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+def log_softmax(x: np.ndarray, axis: int = -1, out: np.ndarray | None = None) -> np.ndarray:
+    """Return x - logsumexp(x) along axis (written into `out` when given): log-probabilities.
+
+    The one log-sum-exp of graphc (softmax, log_softmax and cross_entropy use it).
+    Computed as (x - max) - log(sum(exp(x - max))): exp never overflows, and the
+    shift by the maximum is exact, so float32 logits of 1e4 keep their precision
+    (x - logsumexp(x) would round logsumexp to 1e4's ulp, ~1e-3, first).
+    """
+    out = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=out)
+    return np.subtract(out, np.log(np.sum(np.exp(out), axis=axis, keepdims=True)), out=out)
 
 
 # ---- memory: keep freed arrays in the heap ------------------------------------------
@@ -91,6 +122,7 @@ def retain_freed_memory(mmap_threshold: int = 64 << 20, trim_threshold: int = 25
     took ~2,000 page faults per step at batch 100, about 4 ms of an 18 ms step; with the heap
     kept, none. The cost is that up to `trim_threshold` bytes of freed memory stay with the
     process. GRAPHC_MALLOC=default leaves glibc's settings alone. A no-op off glibc.
+    Not called at import: the commands that train or bench call it (an API user decides).
     """
     if os.environ.get("GRAPHC_MALLOC", "") == "default" or not sys.platform.startswith("linux"):
         return False
@@ -101,8 +133,6 @@ def retain_freed_memory(mmap_threshold: int = 64 << 20, trim_threshold: int = 25
     except (OSError, AttributeError):
         return False
 
-
-retain_freed_memory()
 
 
 # ---- elementwise helpers -------------------------------------------------------------------

@@ -24,18 +24,14 @@ from __future__ import annotations
 import numpy as np
 
 from graphc.diagnostics import GraphcError
-from graphc.ops import Attr, OpDef, ParamSpec, Sample, StateSpec, register
+from graphc.ops.kernels import batch_size
+from graphc.ops.registry import Attr, OpDef, ParamSpec, Sample, StateSpec, register
 from graphc.tensor_type import ShapeError, float_inputs, format_shape
 
 
 def _view(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Return a reshaped view of a; never a copy (writes must reach a's buffer)."""
     return np.reshape(a, shape, copy=False)
-
-
-def _lead(ctx, x: np.ndarray) -> int:
-    """Return the leading (batch) size of x: 1 for an unbatched tensor."""
-    return x.shape[0] if ctx.in_types[0].batched else 1
 
 
 def _affine_params(full_shape: bool = False, enabled=None) -> tuple[ParamSpec, ...]:
@@ -84,7 +80,7 @@ def _affine(ctx, xhat, inv, gamma, beta, out, pshape, *, stats):
     ctx.saved.update(xhat=xhat, inv=inv, gamma=g, stats=stats)
 
 
-def _normalise_backward(ctx, grad_out, view, axes, pshape, x_index=0):
+def _normalise_backward(ctx, grad_out, view, axes, pshape):
     """Return [dx, dgamma, dbeta] (or [dx] without affine params) from the saved xhat.
 
     With stats=False (batchnorm in eval mode) the map is affine: dx = gamma/std * g.
@@ -220,7 +216,7 @@ register(OpDef(
 # ---- layernorm ---------------------------------------------------------------
 
 def _ln_view(ctx, x):
-    return (_lead(ctx, x), ctx.in_types[0].size)
+    return (batch_size(ctx.in_types[0], x), ctx.in_types[0].size)
 
 
 def _ln_shape(in_types, attrs):
@@ -263,7 +259,7 @@ register(OpDef(
 
 def _in_view(ctx, x):
     t = ctx.in_types[0]
-    return (_lead(ctx, x), t.shape[0], t.size // t.shape[0])
+    return (batch_size(ctx.in_types[0], x), t.shape[0], t.size // t.shape[0])
 
 
 def _in_shape(in_types, attrs):
@@ -312,7 +308,7 @@ register(OpDef(
 def _gn_view(ctx, x):
     t = ctx.in_types[0]
     c, g = t.shape[0], ctx.attrs["groups"]
-    return (_lead(ctx, x), g, c // g, t.size // c)
+    return (batch_size(ctx.in_types[0], x), g, c // g, t.size // c)
 
 
 def _gn_shape(in_types, attrs):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc.ops import Attr, OpDef, Sample, register
+from graphc.ops.registry import Attr, OpDef, Sample, register
 from graphc.tensor_type import ShapeError, TensorType, float_inputs
 
 

@@ -1,6 +1,6 @@
 """Shape ops: flatten, reshape and concat, which move values without changing them.
 
-flatten and reshape return views of their input (`aliases=True`) and their
+flatten and reshape return views of their input (`returns_view=True`) and their
 gradient is the incoming gradient reshaped back; concat copies its inputs
 side by side along one per-sample axis and hands each input its slice of the
 gradient. Shapes are per sample: axis 0 is the first axis after the batch.
@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from graphc.ops import Attr, OpDef, Sample, register
+from graphc.ops.registry import Attr, OpDef, Sample, register
 from graphc.tensor_type import ShapeError, TensorType, float_inputs, format_shape
 
 
@@ -49,7 +49,7 @@ register(OpDef(
     doc="Per-sample shape [d0, d1, ...] -> [d0*d1*...] in row-major order, keeping the batch "
         "axis (torch.flatten(x, start_dim=1)). Returns a view.",
     samples=(Sample(((2, 3, 4),)), Sample(((5,),)), Sample(((),)), Sample(((3, 2),), batched=(False,))),
-    saves="none", aliases=True))
+    saves="none", returns_view=True))
 
 
 # ---- reshape ---------------------------------------------------------------------
@@ -91,7 +91,7 @@ register(OpDef(
              Sample(((2, 3, 4),), {"shape": [-1, 2]}),
              Sample(((6,),), {"shape": [1, -1, 1]}),
              Sample(((4, 5),), {"shape": [5, 4]}, batched=(False,))),
-    saves="none", aliases=True))
+    saves="none", returns_view=True))
 
 
 # ---- concat ----------------------------------------------------------------------

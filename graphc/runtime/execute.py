@@ -17,7 +17,7 @@ import numpy as np
 from graphc.compiler.graph import Graph, trace_notes
 from graphc.compiler.plan import Plan
 from graphc.diagnostics import GraphcError
-from graphc.ops import Ctx, lookup
+from graphc.ops import Ctx
 
 
 class _StepInfo:
@@ -26,12 +26,12 @@ class _StepInfo:
     __slots__ = ("op", "attrs", "in_types", "out_type", "state", "needs", "args", "output")
 
     def __init__(self, graph: Graph, step, needs):
-        a = graph.node(step.node)
-        self.op = lookup(step.op)
-        self.attrs = a["attrs"]
+        node = graph.node(step.node)
+        self.op = node.op
+        self.attrs = node.attrs
         self.in_types = [graph.type_of(i) for i in step.inputs]
-        self.out_type = a["type"]
-        self.state = a.get("state", {})
+        self.out_type = node.type
+        self.state = node.state
         self.needs = needs
         self.args = step.inputs + step.params
         self.output = step.output
@@ -44,8 +44,8 @@ class Executor:
         self.graph, self.plan, self.dtype = graph, plan, np.dtype(dtype)
         needs = {b.node: tuple(b.needs) for b in plan.backward}
         self.steps = [_StepInfo(graph, s, needs.get(s.node, ())) for s in plan.forward]
-        self.constants = {n: np.asarray(a["value"], self.dtype) for n, a in graph.nx.nodes(data=True)
-                          if a["kind"] == "const"}
+        self.back_ops = [graph.node(b.node).op for b in plan.backward]   # resolved once, not per step
+        self.constants = {n.name: np.asarray(n.value, self.dtype) for n in graph.nodes() if n.kind == "const"}
         self._outs: dict[int, list] = {}
         self._ctxs: list[Ctx] = []
 
@@ -78,7 +78,7 @@ class Executor:
         for info, out in zip(self.steps, outs):
             st = {role: state[name] for role, name in info.state.items()}
             ctx = Ctx(info.attrs, info.in_types, info.out_type, train=train, state=st, rng=rng,
-                      needs=info.needs, out=out, batch=batch)
+                      needs=info.needs, out=out)
             if profile is None:
                 values[info.output] = info.op.forward(ctx, *[values[a] for a in info.args])
             else:
@@ -99,11 +99,10 @@ class Executor:
         ctx_of = {s.node: c for s, c in zip(plan.forward, self._ctxs)}
         grads = {plan.objective: seed}
         owned: set[str] = set()
-        for b in plan.backward:
+        for b, op in zip(plan.backward, self.back_ops):
             g = grads.get(b.node)
             if g is None:
                 continue
-            op = lookup(b.op)
             args = [values[t] for t in b.targets] if op.saves in ("inputs", "both") else None
             out = values[b.node] if op.saves in ("output", "both") else None
             started = time.perf_counter() if profile is not None else 0.0
@@ -137,7 +136,7 @@ class Executor:
 
 def nonfinite_error(graph: Graph, node: str, where: str) -> GraphcError:
     """Return the error for a NaN/Inf first produced by `node`."""
-    a = graph.node(node)
-    return GraphcError(f"`{node}` ({a['op']}) produced NaN or Inf {where}", span=a["span"],
-                       notes=trace_notes(a),
+    record = graph.node(node)
+    return GraphcError(f"`{node}` ({record.op_name}) produced NaN or Inf {where}", span=record.span,
+                       notes=trace_notes(record),
                        help="lower the learning rate, check the data's scale, or check log/div inputs")

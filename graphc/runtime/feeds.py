@@ -25,9 +25,9 @@ def check_feeds(graph: Graph, feeds: dict, dtype, *, need_labels: bool) -> tuple
     for name in wanted:
         if name not in feeds:
             kind = "label" if name in graph.labels else "input"
-            raise GraphcError(f"{kind} `{name}` is not fed", span=graph.node(name)["span"],
+            raise GraphcError(f"{kind} `{name}` is not fed", span=graph.node(name).span,
                               help=f"give a value for `{name}`")
-        t = graph.node(name)["declared"]
+        t = graph.node(name).declared
         try:
             arr = np.asarray(feeds[name])
         except (ValueError, TypeError):
@@ -43,7 +43,7 @@ def check_feeds(graph: Graph, feeds: dict, dtype, *, need_labels: bool) -> tuple
         if int(np.prod(arr.shape[1:], dtype=np.int64)) != per_sample:
             raise GraphcError(f"`{name}` is declared {t} per sample, but was fed an array of shape "
                               f"{format_shape(arr.shape)}",
-                              span=graph.node(name)["span"],
+                              span=graph.node(name).span,
                               help=f"feed shape [N, {', '.join(map(str, t.shape))}]".replace(", ]", "]")
                               if t.shape else "feed one number per sample")
         if batch is None:
@@ -58,7 +58,7 @@ def check_feeds(graph: Graph, feeds: dict, dtype, *, need_labels: bool) -> tuple
             if arr.size and (arr.min() < 0 or arr.max() >= t.classes):
                 bad = int(arr[(arr < 0) | (arr >= t.classes)][0])
                 raise GraphcError(f"label `{name}` holds class {bad}, outside [0, {t.classes})",
-                                  span=graph.node(name)["span"],
+                                  span=graph.node(name).span,
                                   help=f"`{name}` is declared class[{t.classes}]")
         else:
             arr = np.ascontiguousarray(arr.reshape((n, *t.shape)), dtype=dtype)
@@ -78,7 +78,7 @@ def random_feeds(graph: Graph, batch: int, seed: int, skip=()) -> dict:
     for name in graph.inputs + graph.labels:
         if name in skip:
             continue
-        t = graph.node(name)["declared"]
+        t = graph.node(name).declared
         if t.kind == CLASS:
             feeds[name] = rng.integers(0, t.classes, batch)
         else:

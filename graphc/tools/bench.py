@@ -24,6 +24,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from graphc.program import Program
+from graphc.runtime.feeds import random_feeds as draw
+from graphc.training.config import default_settings
+from graphc.training.optim import format_call, make_optimizer
 
 
 @dataclass
@@ -67,17 +70,13 @@ class BenchResult:
 
 def random_feeds(program: Program, batch: int, seed: int = 0) -> dict:
     """Return random inputs and labels of the model's declared shapes, converted to its dtype."""
-    from graphc.runtime.feeds import random_feeds as draw
     feeds, _ = program.check_feeds(draw(program.graph, batch, seed), need_labels=True)
     return feeds
 
 
 def optimizer_of(program: Program):
-    """Return (name, kwargs, optimizer) from the train section (sgd(lr=0.01) without one)."""
-    from graphc.training.optim import make_optimizer
-    from graphc.training.settings import DEFAULTS
-    train = program.graph.train or {}
-    name, kwargs = train["optimizer"].value if "optimizer" in train else DEFAULTS["optimizer"]
+    """Return (name, kwargs, optimizer) from the train section (the default optimizer without one)."""
+    name, kwargs = (program.graph.train or default_settings())["optimizer"].value
     return name, dict(kwargs), make_optimizer(name, program.params, **kwargs)
 
 
@@ -139,6 +138,7 @@ def blas_threads(threads: int | None):
     if threads is None:
         yield
         return
+    # threadpoolctl is optional (the [train] extra): imported only when --threads asks for it.
     from threadpoolctl import threadpool_limits
     with threadpool_limits(limits=threads):
         yield
@@ -163,10 +163,10 @@ def bench(program: Program, batch: int = 100, *, steps: int = 50, warmup: int = 
                 for s in plan.forward]
     train_s, infer_s = statistics.median(train_runs), statistics.median(infer_runs)
     graph = program.graph
-    flops = sum(int(graph.node(s.node).get("flops") or 0) for s in plan.forward)
+    flops = sum(graph.node(s.node).flops for s in plan.forward)
     return BenchResult(
         model=graph.model, batch=batch, steps=steps, repeats=repeats, threads=threads,
-        optimizer=_call_text(train.name, train.kwargs),
+        optimizer=format_call(train.name, train.kwargs),
         train_samples_per_s=batch / train_s, infer_samples_per_s=batch / infer_s,
         train_ms_per_step=1e3 * train_s, infer_ms_per_step=1e3 * infer_s,
         train_runs=[batch / s for s in train_runs], infer_runs=[batch / s for s in infer_runs],
@@ -201,10 +201,6 @@ def render(result: BenchResult) -> str:
     lines.append(f"  {'total'.ljust(width)}  {'':<14} {total_f:9.3f} {total_b + r.optimizer_ms:9.3f} "
                  f"{total_f + total_b + r.optimizer_ms:9.3f}")
     return "\n".join(lines)
-
-
-def _call_text(name: str, kwargs: dict) -> str:
-    return f"{name}(" + ", ".join(f"{k}={v}" for k, v in kwargs.items()) + ")"
 
 
 def _spread(runs: list[float]) -> str:

@@ -2,7 +2,8 @@
 
 Input: a typed Graph. Output: `graphc compile --emit plan|json|dot`: both
 schedules with shapes, buffers and the gradient rule of every backward step;
-the same as JSON (which `Plan.from_json` reads back); or Graphviz DOT. A leaf:
+the same as JSON (which `Plan.from_json` reads back); or Graphviz DOT
+(viz/dot.py's, as `graphc viz` writes it). A leaf:
 nothing in the pipeline imports it.
 """
 from __future__ import annotations
@@ -12,6 +13,8 @@ import json
 from graphc.compiler.graph import Graph
 from graphc.compiler.plan import Plan, compiled_plan
 from graphc.tensor_type import format_shape
+from graphc.viz.dot import scene_dot
+from graphc.viz.scene import build_scene
 
 
 def emit(graph: Graph, form: str, backward: bool = True) -> str:
@@ -56,24 +59,8 @@ def plan_text(graph: Graph, p: Plan, batch: int = 100) -> str:
 
 
 def plan_dot(graph: Graph, p: Plan) -> str:
-    """Return the compiled graph (and its backward steps) as Graphviz DOT text."""
-    def q(text: str) -> str:
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """Return the compiled graph (numbered, with its backward steps) as Graphviz DOT text.
 
-    lines = [f"digraph {q(graph.model)} {{", "  rankdir=TB;", "  node [shape=box, fontname=Helvetica];"]
-    scheduled = {s.node for s in p.forward}
-    for name, a in graph.nx.nodes(data=True):
-        if a["kind"] != "op" or name in scheduled:
-            label = f"{name}\\n{a['op'] or a['kind']}\\n{a['type']}" if "type" in a else name
-            lines.append(f"  {q(name)} [label={q(label)}];")
-    for s in p.forward:
-        lines.append(f"  {q(s.node)} [label={q(f'{s.index}: {s.node}' + chr(10) + s.op + chr(10) + format_shape(tuple(s.shape)))}];")
-    for u, v, e in graph.nx.edges(data=True):
-        lines.append(f"  {q(u)} -> {q(v)} [label={q(str(e.get('type', '')))}];")
-    for b in p.backward:
-        for t, need in zip(b.targets, b.needs):
-            if need and t in graph.nx:
-                lines.append(f"  {q(b.node)} -> {q(t)} [style=dashed, color=red, constraint=false, "
-                             f"label={q(b.rule)}];")
-    lines.append("}")
-    return "\n".join(lines)
+    The same DOT writer as `graphc viz -o x.dot` (viz/dot.py), so the two never disagree.
+    """
+    return scene_dot(build_scene(graph, p, backward=bool(p.backward), numbered=True))

@@ -36,7 +36,7 @@ def gradcheck(program, feeds: dict, *, eps: float = 1e-6, samples: int = 12, see
         state = {k: v.copy() for k, v in program.state.items()}
         values = executor.forward(feeds, program.params, state, train=True,
                                   rng=np.random.default_rng(noise_seed), batch=batch)
-        return float(program._reduce_loss(values[program.graph.objective]).sum())
+        return float(program.reduce_loss(values[program.graph.objective]).sum())
 
     program.rng = np.random.default_rng(noise_seed)
     saved_state = {k: v.copy() for k, v in program.state.items()}

@@ -4,9 +4,9 @@ Input: a Program (fresh, or with loaded weights) and fed arrays. Output: the
 activations of every hidden activation layer (the classic initialisation
 experiment: with std 1 sigmoids saturate at 0 and 1, with std 0.01 they all
 sit at 0.5, with Xavier they stay spread), the first conv layer's filters,
-and the mean |gradient| of each layer's weight; `graphc inspect` draws them
-as histograms, a grid of grey images, and bars on a log scale. A leaf:
-nothing in the pipeline imports it.
+and the mean |gradient| of each layer's weight; `draw_panels` draws them as
+histograms, a grid of grey images, and bars on a log scale (the command is
+graphc/cli/inspect.py). A leaf: nothing in the pipeline imports it.
 """
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from graphc.diagnostics import GraphcError
-from graphc.ops import lookup
+from graphc.training.checkpoint import atomic_write
 
 
 def activation_nodes(graph) -> list[str]:
     """Return the hidden activation layers in schedule order: activation ops that are not outputs."""
     outputs = set(graph.outputs.values())
-    return [n for n in graph.op_nodes() if lookup(graph.node(n)["op"]).family == "activation" and n not in outputs]
+    return [n for n in graph.op_nodes() if graph.node(n).op.family == "activation" and n not in outputs]
 
 
 def activation_stats(program, feeds: dict) -> dict[str, np.ndarray]:
@@ -41,8 +41,8 @@ def weight_params(program) -> list[str]:
     """Return each layer's weight in schedule order: the parameter with the most dimensions (at least 2)."""
     graph, names = program.graph, []
     for n in graph.op_nodes():
-        a = graph.node(n)
-        candidates = list(a["params"].values()) + [i for i in a["inputs"] if i in graph.params]
+        node = graph.node(n)
+        candidates = list(node.params.values()) + [i for i in node.inputs if i in graph.params]
         candidates = [p for p in candidates if len(graph.params[p].shape) >= 2 and p not in names]
         if candidates:
             names.append(max(candidates, key=lambda p: len(graph.params[p].shape)))
@@ -66,60 +66,6 @@ def first_conv_filters(program) -> tuple[str, np.ndarray] | None:
     return None
 
 
-# ---- the command ---------------------------------------------------------------------------
-
-def inspect_command(args) -> int:
-    """`graphc inspect`: compute what was asked on one batch, print a summary, write the picture."""
-    from graphc.program import Program, check_file
-    from graphc.runtime.feeds import random_feeds
-    from graphc.training.trainconfig import train_config
-    graph = check_file(args.file, args.model)
-    if args.batch < 1:
-        raise GraphcError(f"--batch must be at least 1, got {args.batch}")
-    use_random = args.data == "random" or (graph.train is None and args.data is None)
-    overrides = list(args.set) + ([f"init={args.init}"] if args.init else [])
-    cfg = train_config(graph, overrides, seed=args.seed, data="random" if use_random else args.data)
-    program = Program(graph, seed=cfg.seed, init=cfg.init)
-    if args.weights:
-        from graphc.training.weights import load_weights
-        load_weights(program, args.weights)
-    if use_random:
-        feeds, source = random_feeds(program.graph, args.batch, cfg.seed), f"{args.batch} seeded standard-normal samples"
-    else:
-        from graphc.training.trainer import TrainData
-        data = TrainData.load(program, cfg, limit=args.batch)
-        feeds = {graph.inputs[0]: data.x_train[:args.batch], graph.labels[0]: data.y_train[:args.batch]}
-        source = f"{len(data.x_train[:args.batch])} samples of {data.name}"
-    wanted = [k for k in ("activations", "filters", "gradients") if getattr(args, k)]
-    if not wanted:
-        wanted = ["activations", "gradients"] + (["filters"] if first_conv_filters(program) else [])
-    init = cfg.init[0] + (f"({', '.join(f'{k}={v}' for k, v in cfg.init[1].items())})" if cfg.init[1] else "")
-    title = f"{graph.model}: " + (f"weights {args.weights}" if args.weights else f"init {init}") + f", {source}"
-    panels = []
-    print(title)
-    if "activations" in wanted:
-        stats = activation_stats(program, feeds)
-        print(activation_table(stats))
-        panels.append(("activations", stats))
-    if "filters" in wanted:
-        found = first_conv_filters(program)
-        if found is None:
-            raise GraphcError(f"model `{graph.model}` has no conv layer, so no filters to draw")
-        panels.append(("filters", found))
-    if "gradients" in wanted:
-        if graph.objective is None:
-            raise GraphcError(f"model `{graph.model}` has no objective, so no gradients",
-                              help="declare `loss = ...`, or drop --gradients")
-        grads = gradient_stats(program, feeds)
-        for name, g in grads.items():
-            print(f"  mean |grad| {name:<20} {g:.3e}")
-        panels.append(("gradients", grads))
-    out = Path(args.output or f"{graph.model}-inspect.png")
-    draw_panels(panels, out, title)
-    print(f"wrote {out}")
-    return 0
-
-
 def activation_table(stats: dict[str, np.ndarray]) -> str:
     """Return one line per layer: mean, std, and where the values sit."""
     lines = [f"  {'layer':<16} {'mean':>8} {'std':>8} {'min':>8} {'max':>8} {'zero':>6}"]
@@ -134,6 +80,7 @@ def activation_table(stats: dict[str, np.ndarray]) -> str:
 def draw_panels(panels: list, path: Path, title: str) -> None:
     """Write one figure with a row per panel (activations, filters, gradients)."""
     try:
+        # matplotlib is optional (the [train] extra) and slow to import: loaded only to draw.
         import matplotlib
     except ImportError:
         raise GraphcError("graphc inspect draws with matplotlib, which is not installed",
@@ -155,9 +102,9 @@ def draw_panels(panels: list, path: Path, title: str) -> None:
         {"activations": _draw_activations, "filters": _draw_filters, "gradients": _draw_gradients}[kind](sub, data)
     fig.suptitle(title, fontsize=11, fontweight="bold")
     try:
-        fig.savefig(path, dpi=100)
-    except OSError as error:
-        raise GraphcError(f"cannot write `{path}`: {error.strerror}") from None
+        # The extension picks the format, as savefig(path) would; written atomically like every output.
+        kind = Path(path).suffix.lstrip(".").lower() or "png"
+        atomic_write(path, lambda f: fig.savefig(f, format=kind, dpi=100))
     finally:
         plt.close(fig)
 

@@ -11,19 +11,18 @@ from graphc.tensor_type import num_elements
 
 def summary_rows(graph: Graph) -> list[dict]:
     """Return one row per node, in schedule order: name, op, shape, parameter count, FLOPs per sample."""
-    from graphc.compiler.infer import topological_order
     rows = []
-    for node in topological_order(graph.nx):
-        a = graph.node(node)
-        if a["kind"] == "const":
+    for name in graph.topological_order():
+        node = graph.node(name)
+        if node.kind == "const":
             continue
-        count = sum(num_elements(graph.params[p].shape) for p in a["params"].values())
-        if a["kind"] == "param":
-            count = num_elements(graph.params[node].shape)
-        t = a.get("type")
-        rows.append({"node": node, "op": a["op"] or a["kind"], "shape": str(t) if t else "?",
+        count = sum(num_elements(graph.params[p].shape) for p in node.params.values())
+        if node.kind == "param":
+            count = num_elements(graph.params[name].shape)
+        t = node.type
+        rows.append({"node": name, "op": node.op_name or node.kind, "shape": str(t) if t else "?",
                      "batched": bool(t.batched) if t else True, "params": count,
-                     "flops": int(a.get("flops", 0)), "line": a["span"].line if a["span"] else None})
+                     "flops": node.flops, "line": node.span.line if node.span else None})
     return rows
 
 

@@ -1,4 +1,4 @@
-"""Atomic, pickle-free weight and checkpoint files.
+"""Atomic, pickle-free weight and checkpoint files, and resuming training from them.
 
 Input: name -> ndarray dicts (weights, optimizer state) plus JSON-serialisable
 metadata. Output: uncompressed .npz files (readable by `np.load`) whose
@@ -10,6 +10,12 @@ Every write goes to a temporary file in the target's directory, is flushed
 and fsync'd, and is then renamed over the target with `os.replace`, so a crash
 at any moment leaves either the complete old file or the complete new one.
 Nothing is ever pickled: arrays are written and read with allow_pickle=False.
+
+On top of that: a Program's weights <-> `weights.npz` (save_weights,
+load_weights), and the training checkpoint — parameters, running state,
+optimizer state and the loop's progress — written after epochs and restored
+by `--resume` only when the model and the train settings that shape the
+numbers (the fingerprint) are the same (save_checkpoint, load_checkpoint).
 """
 from __future__ import annotations
 
@@ -23,8 +29,11 @@ import zlib
 import numpy as np
 
 from graphc.diagnostics import GraphcError, Note
+from graphc.training.bounded import check_npz_sizes
+from graphc.training.optim import format_call
 
 META_KEY = "__meta__"
+CHECKPOINT = "checkpoint.npz"
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # local file header; empty archive
 # A fixed timestamp makes identical contents give byte-identical files.
@@ -41,7 +50,7 @@ def _fsync_dir(directory: str) -> None:
             os.close(fd)
 
 
-def _atomic_write(path, write) -> None:
+def atomic_write(path, write) -> None:
     """Write a file through `write(binary_file)` atomically; returns None."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -97,7 +106,7 @@ def save_arrays(path, arrays: dict[str, np.ndarray], meta: dict | None = None) -
                 with zf.open(info, "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, array, allow_pickle=False)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def _bad(path: str, what: str, help: str) -> GraphcError:
@@ -143,19 +152,23 @@ def load_arrays(path) -> tuple[dict[str, np.ndarray], dict]:
     key = None
     # np.load gets our own file object: given a path, numpy leaks the handle when the zip is bad.
     try:
-        with _open_checked(path) as f, np.load(f, allow_pickle=False) as npz:
-            for key in npz.files:
-                value = npz[key]
-                if not isinstance(value, np.ndarray):
-                    raise _bad(path, f"member '{key}' is not a .npy array", _REWRITE)
-                arrays[key] = value
+        with _open_checked(path) as f:
+            check_npz_sizes(f)   # before numpy allocates what a header claims
+            with np.load(f, allow_pickle=False) as npz:
+                for key in npz.files:
+                    value = npz[key]
+                    if not isinstance(value, np.ndarray):
+                        raise _bad(path, f"member '{key}' is not a .npy array", _REWRITE)
+                    arrays[key] = value
     except GraphcError:
         raise
     except ValueError as e:
         if "allow_pickle" in str(e) or "Object arrays" in str(e):
             raise _bad(path, f"array '{key}' holds Python objects (object dtype), which graphc never loads",
                        "graphc files hold only numeric arrays; re-save the data as plain numeric arrays") from None
-        raise _bad(path, _where(key) + f"is corrupt ({e})", _REWRITE) from None
+        # Our own messages name the array; numpy's may quote header bytes, so only its kind is shown.
+        detail = str(e) if str(e).startswith("array '") else type(e).__name__
+        raise _bad(path, _where(key) + f"is corrupt ({detail})", _REWRITE) from None
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError, RuntimeError) as e:
         raise _bad(path, _where(key) + f"is truncated or corrupt ({e})", _REWRITE) from None
     raw = arrays.pop(META_KEY, None)
@@ -201,6 +214,36 @@ def check_matches(loaded: dict[str, np.ndarray], expected: dict[str, tuple[int, 
                           help="load weights saved from this same model, or retrain after changing it")
 
 
+def check_values(loaded: dict[str, np.ndarray], targets: dict[str, np.ndarray], *, source: str) -> None:
+    """Return None when every array of `loaded` that `targets` names has a usable dtype and values.
+
+    A float target needs a real floating-point array of finite values (not a
+    string, structured, complex, datetime or bool array; no NaN or Inf); an
+    integer target (an optimizer's step counter) needs non-negative integers.
+    Otherwise raise one GraphcError whose notes name every bad array.
+    """
+    notes = []
+    for name, target in targets.items():
+        if name not in loaded:
+            continue
+        array = loaded[name]
+        if target.dtype.kind == "f":
+            if array.dtype.kind != "f":
+                notes.append(Note(f"{name}: holds {array.dtype} values, not floating-point numbers"))
+            elif not np.all(np.isfinite(array)):
+                bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+                notes.append(Note(f"{name}: {bad} of {array.size} values are NaN or infinite"))
+        elif target.dtype.kind in "iu":
+            if array.dtype.kind not in "iu":
+                notes.append(Note(f"{name}: holds {array.dtype} values, not integers"))
+            elif array.size and int(array.min()) < 0:
+                notes.append(Note(f"{name}: holds a negative count"))
+    if notes:
+        raise GraphcError(f"{source} holds unusable values ({len(notes)} array{'s' if len(notes) != 1 else ''})",
+                          notes=tuple(notes),
+                          help="the file is damaged or was written by a diverged run; use another copy or retrain")
+
+
 def write_json_atomic(path, obj) -> None:
     """Atomically write `obj` as indented JSON (plus a newline) to `path`; returns None.
 
@@ -208,4 +251,128 @@ def write_json_atomic(path, obj) -> None:
     GraphcError when the file cannot be written.
     """
     data = (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    _atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data))
+
+
+# ---- weights --------------------------------------------------------------------------------
+
+def save_weights(program, path, meta: dict | None = None) -> None:
+    """Write the program's parameters and state to `path` atomically; returns None."""
+    arrays = {**program.params, **program.state}
+    save_arrays(path, arrays, {"model": program.graph.model, **(meta or {})})
+
+
+def load_weights(program, path) -> dict:
+    """Load parameters and state from `path` into the program (in place); return the file's metadata.
+
+    `path` may also be a training checkpoint (checkpoint.npz): its `param/` and
+    `state/` arrays are loaded and its optimizer state is ignored.
+    """
+    arrays, meta = load_arrays(path)
+    if any(k.startswith("param/") for k in arrays):
+        # A checkpoint names arrays "param/<name>", "state/<name>", "opt/<...>": weights are the first two.
+        arrays = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(("param/", "state/"))}
+    expected = {name: tuple(a.shape) for name, a in {**program.params, **program.state}.items()}
+    check_matches(arrays, expected, source=str(path))
+    check_values(arrays, {**program.params, **program.state}, source=str(path))
+    for name, target in {**program.params, **program.state}.items():
+        np.copyto(target, arrays[name].astype(target.dtype, copy=False))
+    return meta
+
+
+# ---- training checkpoints -----------------------------------------------------------------------
+
+def checkpoint_arrays(program, optimizer) -> dict[str, np.ndarray]:
+    """Return every array needed to continue training exactly: param/, state/ and opt/ names."""
+    arrays = {f"param/{k}": v for k, v in program.params.items()}
+    arrays.update({f"state/{k}": v for k, v in program.state.items()})
+    arrays.update({f"opt/{k}": v for k, v in optimizer.state_arrays().items()})
+    return arrays
+
+
+def save_checkpoint(path, program, optimizer, *, fingerprint: dict, progress: dict) -> None:
+    """Atomically write the checkpoint: the arrays, the fingerprint and the loop's `progress`
+    (epoch, history, best_val, stale_epochs, lr: JSON values); returns None."""
+    meta = {"model": program.graph.model, **progress, "config": fingerprint}
+    save_arrays(path, checkpoint_arrays(program, optimizer), meta)
+
+
+def load_checkpoint(path, program, optimizer, *, fingerprint: dict) -> dict:
+    """Restore parameters, state and optimizer from the checkpoint at `path` (in place); return its
+    progress metadata (epoch, history, best_val, stale_epochs).
+
+    Raises GraphcError when there is no checkpoint, it is not one, another model
+    wrote it, its fingerprint differs from `fingerprint` (a note per differing
+    setting), or its arrays do not match the model.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise GraphcError(f"nothing to resume: {path} does not exist",
+                          help="run without --resume first, or pass the --out of the earlier run")
+    arrays, meta = load_arrays(path)
+    if not isinstance(meta.get("config"), dict) or not _is_int(meta.get("epoch")):
+        # e.g. a weights.npz copied over the checkpoint: it records no epoch or settings to continue from.
+        raise GraphcError(f"{path} is not a training checkpoint (it records no epoch or train settings)",
+                          help="resume from the checkpoint.npz a run wrote, or start afresh without --resume")
+    model = program.graph.model
+    if meta.get("model") != model:
+        raise GraphcError(f"{path} was written by model `{meta.get('model')}`, not `{model}`",
+                          help="resume with the same file, or start afresh without --resume")
+    now = jsonable(fingerprint)
+    saved = meta["config"]
+    if saved != now:
+        # Say which settings differ: "different settings" alone leaves the user guessing.
+        notes = tuple(Note(f"{key}: checkpoint {_show_setting(saved.get(key))}, now {_show_setting(now.get(key))}")
+                      for key in dict.fromkeys([*now, *saved]) if saved.get(key) != now.get(key))
+        raise GraphcError(f"{path} was written with different train settings", notes=notes,
+                          help="resume with the same settings (only `epochs` and `early_stop` may change), "
+                               "or start afresh without --resume")
+    progress = _checkpoint_progress(path, meta)
+    targets = checkpoint_arrays(program, optimizer)
+    expected = {k: tuple(v.shape) for k, v in targets.items() if not k.startswith("opt/")}
+    check_matches({k: v for k, v in arrays.items() if not k.startswith("opt/")}, expected, source=path)
+    check_values(arrays, targets, source=path)
+    for key, target in targets.items():
+        if key.startswith(("param/", "state/")):
+            np.copyto(target, arrays[key])
+    optimizer.load_state_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("opt/")})
+    return progress
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _checkpoint_progress(path: str, meta: dict) -> dict:
+    """Return the checked progress metadata of a checkpoint: epoch, history, best_val, stale_epochs."""
+    history = meta.get("history", [])
+    best_val = meta.get("best_val")
+    stale = meta.get("stale_epochs", 0)
+    problems = []
+    if meta["epoch"] < 0:
+        problems.append(f"epoch is {meta['epoch']}")
+    if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
+        problems.append("history is not a list of per-epoch records")
+    if best_val is not None and (isinstance(best_val, bool) or not isinstance(best_val, (int, float))
+                                 or not np.isfinite(best_val)):
+        problems.append("best_val is not a finite number")
+    if not _is_int(stale) or stale < 0:
+        problems.append("stale_epochs is not a non-negative whole number")
+    if problems:
+        raise GraphcError(f"{path} holds a damaged training record: {'; '.join(problems)}",
+                          help="the file was changed by hand or damaged; start afresh without --resume")
+    return {"epoch": meta["epoch"], "history": history, "best_val": best_val, "stale_epochs": stale}
+
+
+def jsonable(obj):
+    """Return `obj` as it reads back from JSON (tuples become lists), to compare with stored metadata."""
+    return json.loads(json.dumps(obj))
+
+
+def _show_setting(value) -> str:
+    """Return a fingerprint value as the user wrote it: `64`, `adam(lr=0.001)`, `(absent)`."""
+    if value is None:
+        return "(absent)"
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], dict):
+        return format_call(value[0], value[1])
+    return str(value)

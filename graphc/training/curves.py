@@ -1,18 +1,28 @@
-"""Curves: per-epoch training history -> curves.png (loss and accuracy, train vs validation).
+"""Curves: training history -> curves.png (loss and accuracy, train vs validation).
 
 Input: the history records the trainer keeps. Output: a PNG written
-atomically. Loss is drawn on a log scale when it spans more than a decade,
-where a linear axis would flatten everything after the first epochs; the
-epoch with the best validation loss is marked on both panels.
+atomically. The training loss of every step (the per-iteration curve of the
+textbooks) is drawn thin behind the per-epoch means, step i of n in epoch e at
+x = e - 1 + i/n, so a one-epoch run still shows a curve. Loss is drawn on a
+log scale when it spans more than a decade, where a linear axis would flatten
+everything after the first epochs; the epoch with the best validation loss is
+marked on both panels.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+import numpy as np
+
+from graphc.training.checkpoint import atomic_write
 
 
 def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
-    """Write the loss and accuracy curves of a training history to `path`."""
+    """Write the loss and accuracy curves of a training history to `path`; returns None.
+
+    Raises ImportError when matplotlib (the [train] extra) is not installed.
+    """
+    # matplotlib is optional and slow to import: loaded only when curves are drawn.
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -24,12 +34,21 @@ def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
     train_style = {"marker": "o" if len(epochs) <= 40 else None, "color": "#1565c0", "linestyle": "-"}
     val_style = {"marker": "s" if len(epochs) <= 40 else None, "color": "#e65100", "linestyle": "--"}
     train_loss = [r["train_loss"] for r in history]
-    ax.plot(epochs, train_loss, label="train", **train_style)
+    step_x, step_y = step_points(history)
+    if step_y:
+        ax.plot(step_x, step_y, color="#90caf9", linewidth=0.7, label="train, per step")
+        window = len(step_y) // 50
+        if window >= 2:
+            # Mini-batch losses are noisy: a moving mean over ~2% of the steps shows the trend through them.
+            smooth = np.convolve(step_y, np.ones(window) / window, mode="valid")
+            ax.plot(step_x[window - 1:], smooth, color="#1e88e5", linewidth=1.2,
+                    label=f"train, mean of {window} steps")
+    ax.plot(epochs, train_loss, label="train, epoch mean" if step_y else "train", **train_style)
     val = [(r["epoch"], r["val_loss"]) for r in history if "val_loss" in r]
     best = min(val, key=lambda ev: ev[1]) if val else None
     if val:
         ax.plot(*zip(*val), label="validation", **val_style)
-    losses = [v for v in train_loss + [v for _, v in val] if v > 0]
+    losses = [v for v in train_loss + step_y + [v for _, v in val] if v > 0]
     if losses and max(losses) / min(losses) > 10:
         ax.set_yscale("log")
     if best is not None:
@@ -58,7 +77,19 @@ def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    tmp = Path(str(path) + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    finally:
+        plt.close(fig)
+
+
+def step_points(history: list[dict]) -> tuple[list[float], list[float]]:
+    """Return (x, loss) of every recorded training step, x in epochs: step i of n in epoch e sits at e - 1 + i/n."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for r in history:
+        losses = r.get("step_loss") or []   # absent in histories written before steps were recorded
+        n = len(losses)
+        xs += [r["epoch"] - 1 + (i + 1) / n for i in range(n)]
+        ys += [float(v) for v in losses]
+    return xs, ys

@@ -1,30 +1,18 @@
-"""Datasets: where training data comes from and how it is fitted to a model.
+"""Datasets: where training data comes from.
 
 Input: a dataset spec (`xor`, `spiral`, `digits`, `mnist`, `fashion-mnist`, or
 a path to a `.npz` or `.csv` file) and where to look for downloaded files.
 Output: a `Dataset` of float32 inputs with int64 class labels (or float32
-targets), plus helpers that fit those arrays to a model's declared input and
-label shapes, split off validation data and cut minibatches.
+targets). Fitting them to a model, validation splits and minibatches are in
+training/batching.py.
 
-MNIST-style IDX files are looked for in `data_dir` (or `data_dir/<name>/`),
-then `$GRAPHC_DATA` (same two layouts), then `$XDG_CACHE_HOME/graphc/<name>`;
-when absent they are downloaded into that cache and checked against known MD5s.
+MNIST-style IDX files are found, downloaded and read by training/idx.py.
 Every problem with the user's data or files is raised as `GraphcError`.
 """
 from __future__ import annotations
 
 import csv
-import difflib
-import gzip
-import hashlib
-import http.client
 import io
-import math
-import os
-import sys
-import tempfile
-import urllib.error
-import urllib.request
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -32,25 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from graphc.diagnostics import GraphcError
+from graphc.diagnostics import GraphcError, did_you_mean
+from graphc.training.bounded import check_npz_sizes
+from graphc.training.idx import ALIASES, IDX_SOURCES, load_idx
 
 KNOWN_DATASETS = ("xor", "spiral", "digits", "mnist", "fashion-mnist")
-_ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist"}
-_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-# name -> (canonical base URL, env var overriding it, MD5 of each .gz file)
-_IDX_SOURCES = {
-    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/", "GRAPHC_MNIST_URL", (
-        "f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
-        "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c")),
-    "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-                      "GRAPHC_FASHION_MNIST_URL", (
-        "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
-        "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310")),
-}
-_BY_HAND = "put the four IDX files (.gz or raw) in a directory and pass `--data DIR` or set $GRAPHC_DATA to it"
-
-
 @dataclass
 class Dataset:
     """Training (and optional test) arrays of one dataset.
@@ -85,7 +59,7 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, scale
     if scale not in ("unit", "standard"):
         raise GraphcError(f"unknown scale `{scale}`", help="use `unit` (the default) or `standard`")
     name = spec.strip().lower()
-    name = _ALIASES.get(name, name)
+    name = ALIASES.get(name, name)
     if name == "xor":
         x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
         y = np.array([0, 1, 1, 0], np.int64)
@@ -94,15 +68,15 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, scale
         ds = _spiral(seed)
     elif name == "digits":
         ds = _digits(seed)
-    elif name in _IDX_SOURCES:
-        ds = _load_idx_dataset(name, data_dir, download)
+    elif name in IDX_SOURCES:
+        ds = Dataset(name, *load_idx(name, data_dir, download), 10)
     elif name.endswith(".npz"):
         ds = _load_npz(_resolve(spec, data_dir))
     elif name.endswith(".csv"):
         ds = _load_csv(_resolve(spec, data_dir))
     else:
-        close = difflib.get_close_matches(name, KNOWN_DATASETS, n=1)
-        hint = f"did you mean `{close[0]}`? " if close else ""
+        suggestion = did_you_mean(name, KNOWN_DATASETS)
+        hint = f"{suggestion} " if suggestion else ""
         raise GraphcError(f"unknown dataset `{spec}`",
                           help=f"{hint}known datasets: {', '.join(KNOWN_DATASETS)}, or a path to a .npz or .csv file")
     return _standardise(ds) if scale == "standard" else ds
@@ -139,146 +113,6 @@ def _standardise(ds: Dataset) -> Dataset:
     return Dataset(ds.name, scaled[0], ds.y_train, scaled[1], ds.y_test, ds.num_classes)
 
 
-# ---------------------------------------------------------------- IDX (MNIST)
-
-def cache_dir(name: str) -> Path:
-    """Return the per-user download cache directory for dataset `name`."""
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "graphc" / name
-
-
-def _find_file(directory: Path, base: str) -> Path | None:
-    """Return the gzipped or raw copy of IDX file `base` in `directory`, if any."""
-    for candidate in (directory / (base + ".gz"), directory / base):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _find_idx_dir(name: str, data_dir: str | None) -> tuple[Path | None, list[str]]:
-    """Return the first directory holding all four files, and the places searched."""
-    roots = [data_dir] if data_dir else []
-    roots += [r for r in os.environ.get("GRAPHC_DATA", "").split(os.pathsep) if r]
-    # a directory named after the other dataset (`--data .../mnist` for fashion-mnist)
-    # must not be taken for this one: the files have the same names
-    others = {"mnist", "fashion-mnist", "fashion_mnist"} - {name, name.replace("-", "_")}
-    candidates: list[Path] = []
-    for root in map(lambda r: Path(r).expanduser(), roots):
-        candidates += [root] if root.name.lower() not in others else []
-        candidates += [root / name, root / name.replace("-", "_")]
-    candidates.append(cache_dir(name))
-    searched = []
-    for directory in dict.fromkeys(candidates):
-        if all(_find_file(directory, base) for base in _IDX_FILES):
-            return directory, searched
-        searched.append(str(directory))
-    return None, searched
-
-
-def download_idx(name: str, dest_dir: str | Path | None = None, *, base_url: str | None = None,
-                 timeout: float = 60.0) -> Path:
-    """Download the four .gz files of `mnist` or `fashion-mnist`; return the directory.
-
-    Files already in `dest_dir` (default: the user cache) are kept. The URL is
-    `base_url`, else `$GRAPHC_MNIST_URL`/`$GRAPHC_FASHION_MNIST_URL`, else the
-    canonical mirror. Each file must match its known MD5 before it is moved into place.
-    """
-    name = _ALIASES.get(name.lower(), name.lower())
-    if name not in _IDX_SOURCES:
-        raise GraphcError(f"`{name}` is not a downloadable dataset", help="use `mnist` or `fashion-mnist`")
-    default_url, env_var, md5s = _IDX_SOURCES[name]
-    base = base_url or os.environ.get(env_var) or default_url
-    base = base if base.endswith("/") else base + "/"
-    dest = Path(dest_dir) if dest_dir is not None else cache_dir(name)
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise GraphcError(f"cannot create download directory {dest}: {e.strerror or e}", help=_BY_HAND) from None
-    for base_name, md5 in zip(_IDX_FILES, md5s):
-        if _find_file(dest, base_name) is None:
-            _download_file(base + base_name + ".gz", dest / (base_name + ".gz"), md5, timeout)
-    return dest
-
-
-def _download_file(url: str, target: Path, md5: str, timeout: float) -> None:
-    """Fetch `url` into `target` atomically, failing unless its MD5 is `md5`."""
-    print(f"graphc: downloading {url}", file=sys.stderr)
-    # a temp file in the same directory makes os.replace atomic, so an interrupted
-    # or corrupt download never looks like a cached file
-    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
-    try:
-        digest = hashlib.md5(usedforsecurity=False)  # integrity check only; FIPS builds allow this
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-        if digest.hexdigest() != md5:
-            raise GraphcError(f"downloaded {url} but its MD5 is {digest.hexdigest()}, expected {md5}",
-                              help=f"the mirror may be broken; {_BY_HAND}")
-        os.replace(tmp, target)
-    except (OSError, ValueError, http.client.HTTPException) as e:  # URLError and timeouts are OSErrors
-        # URLError wraps the socket error in .reason; HTTPError's own text carries the status
-        if isinstance(e, urllib.error.HTTPError):
-            e.close()  # it holds the open response socket
-        reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
-        raise GraphcError(f"could not download {url}: {reason}", help=_BY_HAND) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _read_idx(path: Path, magic: int) -> np.ndarray:
-    """Return the uint8 array in IDX file `path` (gzip or raw), checking its header."""
-    what = "images" if magic == 2051 else "labels"
-    fix = f"replace {path} with an intact copy (deleting it from the graphc cache re-downloads it)"
-    try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":  # detect gzip by content, not by name: files get renamed
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as e:
-        raise GraphcError(f"cannot read {path}: {e}", help=fix) from None
-    ndim = 3 if magic == 2051 else 1
-    header = 4 * (1 + ndim)
-    if len(raw) < header:
-        raise GraphcError(f"{path} is corrupt: {len(raw)} bytes is shorter than the {header}-byte IDX header",
-                          help=fix)
-    fields = [int(v) for v in np.frombuffer(raw, ">u4", count=1 + ndim)]
-    if fields[0] != magic:
-        raise GraphcError(f"{path} is not an IDX {what} file: magic number {fields[0]}, expected {magic}",
-                          help=fix)
-    dims = tuple(fields[1:])
-    expected = header + math.prod(dims)
-    if len(raw) != expected:
-        raise GraphcError(f"{path} is corrupt: its header promises {dims[0]} {what} ({expected} bytes) "
-                          f"but it holds {len(raw)} bytes", help=fix)
-    return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
-
-
-def _load_idx_dataset(name: str, data_dir: str | None, download: bool) -> Dataset:
-    """Return MNIST or Fashion-MNIST as (N, 28, 28) float32 images in [0, 1]."""
-    directory, searched = _find_idx_dir(name, data_dir)
-    if directory is None:
-        if not download:
-            raise GraphcError(f"dataset `{name}` not found; looked in {', '.join(searched)}", help=_BY_HAND)
-        directory = download_idx(name)
-    paths = [_find_file(directory, base) for base in _IDX_FILES]
-    arrays = [_read_idx(p, 2051 if "images" in p.name else 2049) for p in paths]
-    for images, labels, img_path, lab_path in ((arrays[0], arrays[1], paths[0], paths[1]),
-                                               (arrays[2], arrays[3], paths[2], paths[3])):
-        if len(images) != len(labels):
-            raise GraphcError(f"{img_path} holds {len(images)} images but {lab_path} holds {len(labels)} labels",
-                              help="the two files come from different datasets; replace them with a matching pair")
-        if labels.size and labels.max() > 9:
-            raise GraphcError(f"{lab_path} is corrupt: label {labels.max()} is outside 0..9",
-                              help=f"replace {lab_path} with an intact copy")
-    if arrays[0].shape[1:] != arrays[2].shape[1:]:
-        raise GraphcError(f"{paths[0]} has images of {arrays[0].shape[1:]} pixels but {paths[2]} has "
-                          f"{arrays[2].shape[1:]}", help="use training and test files from the same dataset")
-    # dividing (not multiplying by 1/255) keeps 255 -> exactly 1.0
-    x_tr, x_te = (np.divide(a, np.float32(255), dtype=np.float32) for a in (arrays[0], arrays[2]))
-    return Dataset(name, x_tr, arrays[1].astype(np.int64), x_te, arrays[3].astype(np.int64), 10)
-
-
 # ---------------------------------------------------------------- files
 
 def _resolve(spec: str, data_dir: str | None) -> Path:
@@ -296,14 +130,22 @@ def _load_npz(path: Path) -> Dataset:
     """Return a dataset from an .npz holding x_train/y_train[/x_test/y_test] or x/y."""
     try:
         with open(path, "rb") as f:  # our own handle: np.load leaks its file when the zip is corrupt
+            if f.read(6) == b"\x93NUMPY":
+                raise GraphcError(f"{path} is a single .npy array, not an .npz archive",
+                                  help="save it with np.savez(path, x_train=..., y_train=...)")
+            check_npz_sizes(f)   # before numpy allocates what a header claims
             archive = np.load(f, allow_pickle=False)
             if not hasattr(archive, "files"):
                 raise GraphcError(f"{path} is a single .npy array, not an .npz archive",
                                   help="save it with np.savez(path, x_train=..., y_train=...)")
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, RuntimeError) as e:
         raise GraphcError(f"cannot read {path}: {e}",
                           help="write it with np.savez(path, x_train=..., y_train=...) using numeric arrays") from None
+    odd = [key for key, value in arrays.items() if not isinstance(value, np.ndarray)]
+    if odd:
+        raise GraphcError(f"cannot read {path}: member '{odd[0]}' is not a .npy array",
+                          help="write it with np.savez(path, x_train=..., y_train=...) using numeric arrays")
     if "x_train" in arrays or "y_train" in arrays:
         keys = ("x_train", "y_train", "x_test", "y_test")
     else:
@@ -400,74 +242,7 @@ def _from_arrays(name: str, x_tr, y_tr, x_te, y_te) -> Dataset:
     return Dataset(name, out[0], out[1], out[2], out[3], num_classes)
 
 
-# ---------------------------------------------------------------- fitting to a model
-
-def _fmt(shape) -> str:
-    return "[" + ", ".join(str(int(d)) for d in shape) + "]"
-
-
-def _shape_hint(n: int) -> str:
-    """Return example declarations for samples of `n` elements."""
-    side = math.isqrt(n)
-    return f"{_fmt([n])} or {_fmt([1, side, side])}" if side * side == n and side > 1 else _fmt([n])
-
-
-def fit_to_input(x: np.ndarray, sample_shape: tuple[int, ...], *, dataset: str, input_name: str) -> np.ndarray:
-    """Return `x` reshaped to (N, *sample_shape); the per-sample element counts must agree."""
-    have = math.prod(x.shape[1:])
-    if x.ndim == 0 or have != math.prod(sample_shape):
-        raise GraphcError(f"dataset `{dataset}` gives samples of shape {_fmt(x.shape[1:])}, "
-                          f"but input `{input_name}` is declared {_fmt(sample_shape)}",
-                          help=f"declare `{input_name}` with {have} elements per sample, e.g. {_shape_hint(have)}")
-    return x.reshape((len(x), *sample_shape))
-
-
-def check_labels(y: np.ndarray, *, num_classes: int | None, target_shape: tuple | None, dataset: str,
-                 label_name: str) -> np.ndarray:
-    """Return labels fitted to the model's label declaration.
-
-    With `num_classes` K: returns int64 class indices (N,), all in [0, K).
-    With `target_shape`: returns float32 (N, *target_shape), reshaping by
-    element count; class indices fed to a 1-D float target [K] are one-hot
-    encoded (so class data can train e.g. a mean-squared-error output). When
-    the element counts already match (indices for a [1] target) the values are
-    used as numbers, not one-hot encoded.
-    """
-    if (num_classes is None) == (target_shape is None):
-        raise ValueError("check_labels needs exactly one of num_classes and target_shape")
-    y = np.asarray(y)
-    per = math.prod(y.shape[1:])
-    whole = y.dtype.kind in "biu" or (y.dtype.kind == "f" and bool(np.all(y == np.round(y))))
-    if num_classes is not None:
-        if y.ndim == 0 or per != 1 or not whole:
-            kind = "float" if y.dtype.kind == "f" else "integer"
-            raise GraphcError(f"dataset `{dataset}` gives {kind} targets of shape {_fmt(y.shape[1:])}, "
-                              f"but label `{label_name}` is a class label over {num_classes} classes",
-                              help=f"declare `{label_name}` as a float target {_fmt(y.shape[1:])}, "
-                                   f"or use a dataset with integer class labels")
-        return _check_range(y.reshape(len(y)).astype(np.int64), num_classes, dataset, label_name)
-    shape = tuple(int(d) for d in target_shape)
-    if y.ndim >= 1 and per == math.prod(shape):
-        return y.reshape((len(y), *shape)).astype(np.float32)
-    if y.ndim == 1 and y.dtype.kind in "biu" and len(shape) == 1:
-        indices = _check_range(y.astype(np.int64), shape[0], dataset, label_name)
-        return np.eye(shape[0], dtype=np.float32)[indices]
-    raise GraphcError(f"dataset `{dataset}` gives targets of shape {_fmt(y.shape[1:])}, "
-                      f"but label `{label_name}` is declared {_fmt(shape)}",
-                      help=f"declare `{label_name}` with {per} elements per sample, e.g. {_shape_hint(per)}")
-
-
-def _check_range(y: np.ndarray, k: int, dataset: str, label_name: str) -> np.ndarray:
-    """Return `y` unchanged if every class index is in [0, k), else raise."""
-    if y.size and (y.min() < 0 or y.max() >= k):
-        lo, hi = int(y.min()), int(y.max())
-        raise GraphcError(f"dataset `{dataset}` has class labels {lo}..{hi} ({hi + 1} classes), "
-                          f"but label `{label_name}` is declared with {k} classes (0..{k - 1})",
-                          help=f"declare `{label_name}` with at least {hi + 1} classes" if lo >= 0
-                          else "class labels must be non-negative")
-    return y
-
-
+# A dataset-level split: spiral and digits cut their test sets with it too.
 def split_validation(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
     """Return (x_train, y_train, x_val, y_val): a deterministic shuffled hold-out.
 
@@ -490,28 +265,3 @@ def split_validation(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
     # sorted indices keep the original sample order inside each part
     val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:])
     return x[train], y[train], x[val], y[val]
-
-
-def batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool, rng: np.random.Generator,
-            drop_last: bool = False):
-    """Return an iterator of (xb, yb) minibatches covering the data once.
-
-    With `shuffle`, one permutation is drawn from `rng` at call time; the last
-    short batch is kept unless `drop_last`.
-    """
-    if batch_size < 1:
-        raise GraphcError(f"batch size must be at least 1, got {batch_size}",
-                          help="use a positive batch size, e.g. 32")
-    if len(x) != len(y):
-        raise GraphcError(f"{len(x)} inputs but {len(y)} labels", help="inputs and labels must pair up one to one")
-    n = len(x)
-    order = rng.permutation(n) if shuffle else None
-    stop = n - n % batch_size if drop_last else n
-
-    def generate():
-        for start in range(0, stop, batch_size):
-            # without shuffling, slices are views: no copy per batch
-            idx = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
-            yield x[idx], y[idx]
-
-    return generate()

@@ -7,62 +7,51 @@ state arrays for checkpoints, and lr-per-epoch functions for schedules.
 Each update reproduces the single-tensor (CPU, ``foreach=False``) code path of
 ``torch.optim`` with ``weight_decay=0``: weight decay is the trainer's job,
 because it applies L1/L2 only to weights.
+
+Each optimizer and schedule has one signature (OPTIMIZERS, SCHEDULES): its
+keywords, their defaults and the values they accept. `graphc check` checks a
+train section against them (training/config.py) and `make_optimizer` /
+`make_schedule` check Python API calls with the same checker and messages.
 """
 from __future__ import annotations
 
-import difflib
 import math
-import numbers
 from typing import Callable
 
 import numpy as np
 
-from graphc.diagnostics import GraphcError
-
-
-class _Required:
-    """Marker for a keyword that has no default and must be given."""
-
-    def __repr__(self) -> str:
-        return "<required>"
-
-
-REQUIRED = _Required()
-
-
-def _unknown(kind: str, name: str, valid, where: str = "") -> GraphcError:
-    valid = sorted(valid)
-    close = difflib.get_close_matches(name, valid, n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    return GraphcError(f"unknown {kind} '{name}'{where}",
-                       help=f"{hint}valid: {', '.join(valid) if valid else '(none)'}")
-
-
-def _in_range(value, limit: float, inclusive: bool) -> bool:
-    """Return True for a finite real number in [0, limit] (or [0, limit) when not inclusive)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        return False
-    return 0 <= value and (value <= limit if inclusive else value < limit)
+from graphc.diagnostics import GraphcError, did_you_mean
+from graphc.signature import (
+    BELOW_ONE,
+    FLAG,
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    REQUIRED,
+    WHOLE,
+    Keyword,
+    Signature,
+    SignatureError,
+    check_call,
+)
 
 
 class Optimizer:
     """Base class: owns per-parameter state buffers and applies `_update` per step.
 
-    Subclasses set `prefix` (used in state-array names), `defaults` (allowed
-    hyper-parameters) and implement `_buffers()` and `_update()`.
+    Subclasses set `prefix` (used in state-array names) and implement
+    `_buffers()` and `_update()`. `hyper` holds every keyword of the optimizer's
+    signature but `lr`, already checked and completed by `make_optimizer`.
     """
 
     prefix = "optimizer"
-    defaults: dict[str, object] = {}
-    upper: dict[str, tuple[float, bool]] = {}  # option -> (limit, inclusive); all numbers are >= 0
 
     def __init__(self, params: dict[str, np.ndarray], lr: float, **hyper):
-        self.hyper = _checked_kwargs("optimizer", self.prefix, self.defaults, hyper)
-        self._check_hyper({"lr": lr, **self.hyper})
+        self.hyper = hyper
         self.lr = float(lr)
         for name, p in params.items():
             if not isinstance(p, np.ndarray) or p.dtype.kind != "f" or not p.flags.writeable:
-                raise GraphcError(f"parameter '{name}' is not a writable float array",
+                raise GraphcError(f"parameter `{name}` is not a writable float array",
                                   help="parameters must be float32 or float64 numpy arrays")
         # Keep the model's own arrays: updates must be visible to the model without rebinding.
         self.params = dict(params)
@@ -70,19 +59,6 @@ class Optimizer:
                       for buf in self._buffers()}
         self.steps = {n: np.zeros((), np.int64) for n in self.params}
         self._scratch = {n: np.empty_like(p) for n, p in self.params.items()}
-
-    def _check_hyper(self, hyper: dict) -> None:
-        """Raise GraphcError for a flag that is not a bool or a number out of range."""
-        for key, value in hyper.items():
-            limit, inclusive = self.upper.get(key, (math.inf, True))
-            if isinstance(self.defaults.get(key), bool):
-                ok, want = isinstance(value, (bool, np.bool_)), "true or false"
-            else:
-                ok = _in_range(value, limit, inclusive)
-                want = f"a number in [0, {limit}{']' if inclusive else ')'}" if limit < math.inf else "a number >= 0"
-            if not ok:
-                raise GraphcError(f"{self.prefix} option {key} must be {want}, got {value!r}",
-                                  help=f"the default is {key}={self.defaults.get(key, 0.01)}")
 
     def _buffers(self) -> tuple[str, ...]:
         """Return the names of the per-parameter state buffers this configuration needs."""
@@ -99,9 +75,10 @@ class Optimizer:
         for name, g in grads.items():
             p = self.params.get(name)
             if p is None:
-                raise _unknown("parameter in gradients", name, self.params)
+                raise GraphcError(f"unknown parameter `{name}` in gradients",
+                                  help=did_you_mean(name, self.params) or "gradients are keyed by parameter name")
             if g.shape != p.shape:
-                raise GraphcError(f"gradient for '{name}' has shape {list(g.shape)}, "
+                raise GraphcError(f"gradient for `{name}` has shape {list(g.shape)}, "
                                   f"parameter has {list(p.shape)}",
                                   help="gradients must have the shape of their parameter")
         buffers = tuple(self.state)
@@ -129,10 +106,10 @@ class Optimizer:
         GraphcError.
         """
         targets = self._live_state()
-        problems = [f"missing '{k}'" for k in targets if k not in arrays]
-        problems += [f"unexpected '{k}'" for k in arrays
+        problems = [f"missing `{k}`" for k in targets if k not in arrays]
+        problems += [f"unexpected `{k}`" for k in arrays
                      if k not in targets and k.startswith(self.prefix + ".") and "/" in k]
-        problems += [f"'{k}': saved {list(np.shape(arrays[k]))}, expected {list(t.shape)}"
+        problems += [f"`{k}`: saved {list(np.shape(arrays[k]))}, expected {list(t.shape)}"
                      for k, t in targets.items() if k in arrays and np.shape(arrays[k]) != t.shape]
         if problems:
             raise GraphcError(f"optimizer state does not match this {self.prefix} optimizer: "
@@ -146,15 +123,6 @@ class SGD(Optimizer):
     """torch.optim.SGD: plain, momentum (with dampening) and Nesterov."""
 
     prefix = "sgd"
-    defaults = {"momentum": 0.0, "dampening": 0.0, "nesterov": False}
-    upper = {"dampening": (1.0, True)}
-
-    def _check_hyper(self, hyper):
-        super()._check_hyper(hyper)
-        h = self.hyper
-        if h["nesterov"] and (h["momentum"] <= 0 or h["dampening"] != 0):
-            raise GraphcError("Nesterov momentum needs momentum > 0 and dampening = 0",
-                              help="set momentum=0.9 and dampening=0, or nesterov=false")
 
     def _buffers(self):
         return ("momentum",) if self.hyper["momentum"] != 0 else ()
@@ -187,7 +155,6 @@ class Adagrad(Optimizer):
     """torch.optim.Adagrad: clr = lr / (1 + (step-1)*lr_decay); p -= clr * g / (sqrt(sum) + eps)."""
 
     prefix = "adagrad"
-    defaults = {"eps": 1e-10, "initial_accumulator_value": 0.0, "lr_decay": 0.0}
 
     def __init__(self, params, lr, **hyper):
         super().__init__(params, lr, **hyper)
@@ -213,8 +180,6 @@ class RMSprop(Optimizer):
     """torch.optim.RMSprop, including centered and momentum variants."""
 
     prefix = "rmsprop"
-    defaults = {"alpha": 0.99, "eps": 1e-8, "momentum": 0.0, "centered": False}
-    upper = {"alpha": (1.0, True)}
 
     def _buffers(self):
         h = self.hyper
@@ -255,8 +220,6 @@ class Adam(Optimizer):
     """torch.optim.Adam (non-capturable path), optionally AMSGrad."""
 
     prefix = "adam"
-    defaults = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "amsgrad": False}
-    upper = {"beta1": (1.0, False), "beta2": (1.0, False)}  # beta = 1 divides by 1 - beta**t = 0
 
     def _buffers(self):
         return ("m", "v") + (("vmax",) if self.hyper["amsgrad"] else ())
@@ -288,52 +251,77 @@ class Adam(Optimizer):
         p += t
 
 
-# name -> (class, allowed keywords with defaults); lr defaults are torch's.
-OPTIMIZERS: dict[str, tuple[type[Optimizer], dict[str, object]]] = {
-    "sgd": (SGD, {"lr": 1e-3, "momentum": 0.0, "nesterov": False, "dampening": 0.0}),
-    "momentum": (SGD, {"lr": 1e-3, "momentum": 0.9, "nesterov": False, "dampening": 0.0}),
-    "nesterov": (SGD, {"lr": 1e-3, "momentum": 0.9, "nesterov": True, "dampening": 0.0}),
-    "adagrad": (Adagrad, {"lr": 1e-2, "eps": 1e-10, "initial_accumulator_value": 0.0, "lr_decay": 0.0}),
-    "rmsprop": (RMSprop, {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8, "momentum": 0.0, "centered": False}),
-    "adam": (Adam, {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "amsgrad": False}),
+def _nesterov_rule(values: dict) -> tuple[str, str] | None:
+    if values["nesterov"] and (values["momentum"] <= 0 or values["dampening"] != 0):
+        return ("Nesterov momentum needs momentum > 0 and dampening = 0",
+                "set momentum=0.9 and dampening=0, or nesterov=false")
+    return None
+
+
+# Keywords people bring from torch.optim that graphc spells differently.
+_TORCH_HABITS = {"weight_decay": "weight decay is the train setting `weight_decay` (applied to weights only)",
+                 "betas": "give beta1=... and beta2=... separately (torch's betas=(beta1, beta2))"}
+
+
+def _sgd(name: str, lr: float, momentum: float, nesterov: bool) -> Signature:
+    return Signature(name, (Keyword("lr", lr, NON_NEGATIVE), Keyword("momentum", momentum, NON_NEGATIVE),
+                            Keyword("dampening", 0.0, FRACTION), Keyword("nesterov", nesterov, FLAG)),
+                     rule=_nesterov_rule, hints=_TORCH_HABITS)
+
+
+# name -> (class, its one signature: every keyword with its default). The lr defaults are torch's,
+# except plain sgd's: 0.01, the rate a train section without `optimizer` has always used.
+OPTIMIZERS: dict[str, tuple[type[Optimizer], Signature]] = {
+    "sgd": (SGD, _sgd("sgd", 1e-2, 0.0, False)),
+    "momentum": (SGD, _sgd("momentum", 1e-3, 0.9, False)),
+    "nesterov": (SGD, _sgd("nesterov", 1e-3, 0.9, True)),
+    "adagrad": (Adagrad, Signature("adagrad", (
+        Keyword("lr", 1e-2, NON_NEGATIVE), Keyword("eps", 1e-10, NON_NEGATIVE),
+        Keyword("initial_accumulator_value", 0.0, NON_NEGATIVE), Keyword("lr_decay", 0.0, NON_NEGATIVE)),
+        hints=_TORCH_HABITS)),
+    "rmsprop": (RMSprop, Signature("rmsprop", (
+        Keyword("lr", 1e-2, NON_NEGATIVE), Keyword("alpha", 0.99, FRACTION), Keyword("eps", 1e-8, NON_NEGATIVE),
+        Keyword("momentum", 0.0, NON_NEGATIVE), Keyword("centered", False, FLAG)), hints=_TORCH_HABITS)),
+    # beta = 1 would divide by 1 - beta**t = 0: betas lie in [0, 1).
+    "adam": (Adam, Signature("adam", (
+        Keyword("lr", 1e-3, NON_NEGATIVE), Keyword("beta1", 0.9, BELOW_ONE), Keyword("beta2", 0.999, BELOW_ONE),
+        Keyword("eps", 1e-8, NON_NEGATIVE), Keyword("amsgrad", False, FLAG)), hints=_TORCH_HABITS)),
 }
+OPTIMIZER_SIGNATURES: dict[str, Signature] = {name: signature for name, (_, signature) in OPTIMIZERS.items()}
 
 
-def _checked_kwargs(kind: str, name: str, allowed: dict[str, object], kwargs: dict) -> dict:
-    for key in kwargs:
-        if key == "betas" and "beta1" in allowed:
-            raise GraphcError(f"unknown option 'betas' for {kind} '{name}'",
-                              help="give beta1=... and beta2=... separately (torch's betas=(beta1, beta2))")
-        if key not in allowed:
-            raise _unknown("option", key, allowed, f" for {kind} '{name}'")
-    merged = {**allowed, **kwargs}
-    missing = [k for k, v in merged.items() if v is REQUIRED]
-    if missing:
-        raise GraphcError(f"{kind} '{name}' needs {', '.join(missing)}",
-                          help=f"give {', '.join(f'{k}=...' for k in missing)}")
-    return merged
+def check_optimizer(name: str, args=(), kwargs=None) -> dict:
+    """Return the given keywords of optimizer `name` by name, checked (SignatureError if not)."""
+    return check_call("optimizer", OPTIMIZER_SIGNATURES, name, args, kwargs)
 
 
 def make_optimizer(name: str, params: dict[str, np.ndarray], **kwargs) -> Optimizer:
     """Return a new optimizer `name` (a key of OPTIMIZERS) over `params`.
 
-    Keywords not given take the defaults listed in OPTIMIZERS; unknown names or
-    keywords raise GraphcError listing the valid ones.
+    Keywords not given take the defaults of the optimizer's signature; an unknown
+    name or keyword or a bad value raises GraphcError with `graphc check`'s message.
     """
-    if name not in OPTIMIZERS:
-        raise _unknown("optimizer", name, OPTIMIZERS)
-    cls, allowed = OPTIMIZERS[name]
-    hyper = _checked_kwargs("optimizer", name, allowed, kwargs)
-    return cls(params, **hyper)
+    try:
+        given = check_optimizer(name, (), kwargs)
+    except SignatureError as error:
+        raise GraphcError(error.message, help=error.help) from None
+    cls, signature = OPTIMIZERS[name]
+    return cls(params, **signature.complete(given))
 
 
-# name -> allowed keywords with defaults; REQUIRED marks keywords without one.
-SCHEDULES: dict[str, dict[str, object]] = {
-    "constant": {},
-    "step": {"step_size": REQUIRED, "gamma": 0.1},
-    "exponential": {"gamma": REQUIRED},
-    "cosine": {"t_max": None, "eta_min": 0.0},
+# name -> its signature; REQUIRED marks keywords without a default.
+SCHEDULES: dict[str, Signature] = {
+    "constant": Signature("constant", ()),
+    "step": Signature("step", (Keyword("step_size", REQUIRED, WHOLE), Keyword("gamma", 0.1, NON_NEGATIVE))),
+    "exponential": Signature("exponential", (Keyword("gamma", REQUIRED, NON_NEGATIVE),)),
+    # t_max defaults to the number of epochs, which only the run knows.
+    "cosine": Signature("cosine", (Keyword("t_max", None, POSITIVE), Keyword("eta_min", 0.0, NON_NEGATIVE))),
 }
+
+
+def check_schedule(name: str, args=(), kwargs=None) -> dict:
+    """Return the given keywords of schedule `name` by name, checked (SignatureError if not)."""
+    return check_call("schedule", SCHEDULES, name, args, kwargs)
 
 
 def make_schedule(name: str, base_lr: float, epochs: int, **kwargs) -> Callable[[int], float]:
@@ -342,19 +330,14 @@ def make_schedule(name: str, base_lr: float, epochs: int, **kwargs) -> Callable[
     Values equal torch.optim.lr_scheduler's (StepLR, ExponentialLR,
     CosineAnnealingLR) when its `step()` is called once per epoch.
     """
-    if name not in SCHEDULES:
-        raise _unknown("learning-rate schedule", name, SCHEDULES)
-    o = _checked_kwargs("schedule", name, SCHEDULES[name], kwargs)
-    for key, value in o.items():
-        if value is not None and not _in_range(value, math.inf, True):
-            raise GraphcError(f"{name} schedule option {key} must be a number >= 0, got {value!r}",
-                              help="e.g. gamma=0.1, step_size=10, t_max=50, eta_min=0")
+    try:
+        given = check_schedule(name, (), kwargs)
+    except SignatureError as error:
+        raise GraphcError(error.message, help=error.help) from None
+    o = SCHEDULES[name].complete(given)
     base = float(base_lr)
     if name == "step":
         step_size, gamma = o["step_size"], o["gamma"]
-        if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
-            raise GraphcError(f"step schedule needs a whole step_size >= 1, got {step_size!r}",
-                              help="e.g. step_size=10 decays the rate every 10 epochs")
         return lambda e: base * gamma ** (e // step_size)  # StepLR
     if name == "exponential":
         return lambda e: base * o["gamma"] ** e  # ExponentialLR
@@ -366,3 +349,9 @@ def make_schedule(name: str, base_lr: float, epochs: int, **kwargs) -> Callable[
         # CosineAnnealingLR's closed form (torch's recursive form gives the same values).
         return lambda e: eta_min + (base - eta_min) * (1 + math.cos(math.pi * e / t_max)) / 2
     return lambda e: base
+
+
+def format_call(name: str, kwargs: dict) -> str:
+    """Return a setting as the user writes it: `adam(lr=0.001)`, or just `adam` without arguments."""
+    args = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+    return f"{name}({args})" if args else name

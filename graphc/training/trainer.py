@@ -1,231 +1,176 @@
 """Train: a Program + a TrainConfig + data -> trained weights, metrics, curves.
 
-Input: the typed Graph and the `graphc run` options. Output: in `--out DIR`
-(default runs/<model>/): weights.npz, metrics.json, curves.png, and a
-checkpoint after every epoch (written atomically) that `--resume` continues
-from, ending with exactly the weights an uninterrupted run would have.
+Input: a Program, its TrainConfig and the TrainData fitted to it. Output: in
+the output directory, weights.npz, best.npz (the best validation loss),
+metrics.json, curves.png, and a checkpoint after every epoch (written
+atomically) that `resume=True` continues from, ending with exactly the
+weights an uninterrupted run would have. `train` is the entry point; the
+command line (graphc/cli/run.py) only turns options into its arguments.
 Determinism: each epoch's shuffle and dropout noise come from generators
 seeded by (seed, epoch), so a resumed run draws the same numbers.
 """
 from __future__ import annotations
 
-import os
-import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from graphc.diagnostics import GraphcError, Note
+from graphc.diagnostics import GraphcError
+from graphc.ops.kernels import retain_freed_memory
 from graphc.program import Program
-from graphc.runtime.execute import nonfinite_error
-from graphc.tensor_type import CLASS
-from graphc.training.trainconfig import TrainConfig, train_config
+from graphc.runtime.nan_guard import check_step
+from graphc.training.batching import TrainData, batches
+from graphc.training.checkpoint import (
+    CHECKPOINT,
+    jsonable,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+    save_weights,
+    write_json_atomic,
+)
+from graphc.training.config import TrainConfig
+from graphc.training.curves import plot_curves
+from graphc.training.metrics import (
+    Tally,
+    best_epoch,
+    classifiers,
+    epoch_line,
+    evaluate_split,
+    format_metrics,
+    progress_bar,
+)
+from graphc.training.optim import make_optimizer, make_schedule
+from graphc.training.outdir import out_dir_lock, prepare_out_dir
+from graphc.training.regularize import EarlyStopping, add_weight_penalties
 
-CHECKPOINT = "checkpoint.npz"
-
-
-def run_training(graph, args) -> int:
-    """`graphc run` on a model with a train section: train (or evaluate), print and save; return 0."""
-    cfg = train_config(graph, args.set, epochs=args.epochs, batch=args.batch, seed=args.seed, data=args.data)
-    if args.limit is not None and args.limit < 1:
-        # 0 would train on nothing for every epoch; a negative N would slice off the *last* samples.
-        raise GraphcError(f"--limit must be at least 1, got {args.limit}",
-                          help="--limit N trains on the first N training samples")
-    program = Program(graph, dtype=args.dtype, seed=cfg.seed, init=cfg.init)
-    for w in graph.warnings[getattr(graph, "_shown_warnings", 0):]:
-        print(w.render(), file=sys.stderr)
-    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
-    data = TrainData.load(program, cfg, limit=args.limit)
-    out = Path(args.out or os.path.join("runs", graph.model))
-    if args.weights:
-        from graphc.training.weights import load_weights
-        load_weights(program, args.weights)
-    if args.eval:
-        if not args.weights:
-            print("graphc: note: --eval without --weights evaluates freshly initialised weights", file=sys.stderr)
-        # The evaluation is the command's result: printed even with --quiet.
-        if data.x_test is not None and len(data.x_test):
-            print(f"test: {format_metrics(evaluate(program, data.x_test, data.y_test))}")
-        else:
-            # A .csv or an .npz without x_test has no test split: the training data is all there is.
-            print(f"train (no test split in {data.name}): "
-                  f"{format_metrics(evaluate(program, data.x_train, data.y_train))}")
-        return 0
-    trainer = Trainer(program, cfg, data, out, quiet=args.quiet, say=say)
-    if args.resume:
-        trainer.resume()
-    trainer.fit()
-    return 0
+MAX_STEP_POINTS = 1000   # per-step losses kept per epoch in the history
 
 
-class TrainData:
-    """The dataset fitted to the model's input and label: train/validation/test arrays."""
+@dataclass
+class TrainResult:
+    """What a training run produced: the per-epoch history, the test metrics ({} without a test split).
 
-    def __init__(self, name, x_train, y_train, x_val, y_val, x_test, y_test):
-        self.name = name
-        self.x_train, self.y_train = x_train, y_train
-        self.x_val, self.y_val = x_val, y_val
-        self.x_test, self.y_test = x_test, y_test
+    `test` is measured with the last weights (weights.npz); when a validation
+    split chose an earlier best epoch, `test_best` holds the metrics of its
+    weights (best.npz). `samples` counts the train/val/test samples used.
+    """
 
-    @classmethod
-    def load(cls, program: Program, cfg: TrainConfig, limit: int | None = None) -> "TrainData":
-        """Return the configured dataset, reshaped and checked against the model's input and label."""
-        from graphc.training.data import check_labels, fit_to_input, load_dataset, split_validation
-        graph = program.graph
-        if len(graph.inputs) != 1 or len(graph.labels) != 1:
-            raise GraphcError(f"training from a dataset needs exactly one input and one label; `{graph.model}` "
-                              f"has {len(graph.inputs)} inputs and {len(graph.labels)} labels",
-                              span=graph.train_span, help="feed other models through the Python API")
-        ds = load_dataset(cfg.data, data_dir=cfg.data_dir, seed=cfg.seed, scale=cfg.scale)
-        x_name, y_name = graph.inputs[0], graph.labels[0]
-        x_type, y_type = graph.node(x_name)["declared"], graph.node(y_name)["declared"]
+    model: str
+    data: str
+    settings: dict
+    parameters: int
+    history: list[dict]
+    test: dict
+    out_dir: Path
+    best_epoch: int | None = None
+    test_best: dict = field(default_factory=dict)
+    samples: dict = field(default_factory=dict)
 
-        def fit(x, y):
-            x = fit_to_input(x, x_type.shape, dataset=ds.name, input_name=x_name).astype(program.dtype, copy=False)
-            if y_type.kind == CLASS:
-                y = check_labels(y, num_classes=y_type.classes, target_shape=None, dataset=ds.name, label_name=y_name)
-            else:
-                y = check_labels(y, num_classes=None, target_shape=y_type.shape, dataset=ds.name,
-                                 label_name=y_name).astype(program.dtype, copy=False)
-            return x, y
+    def to_json(self) -> dict:
+        """Return the contents of metrics.json."""
+        return {"model": self.model, "data": self.data, "settings": self.settings, "parameters": self.parameters,
+                "samples": self.samples, "epochs": self.history, "best_epoch": self.best_epoch, "test": self.test,
+                "test_best": self.test_best}
 
-        x_train, y_train = fit(ds.x_train, ds.y_train)
-        x_test, y_test = fit(ds.x_test, ds.y_test) if ds.x_test is not None else (None, None)
-        x_train, y_train, x_val, y_val = split_validation(x_train, y_train, cfg.validation, cfg.seed)
-        if limit is not None:
-            x_train, y_train = x_train[:limit], y_train[:limit]
-        return cls(ds.name, x_train, y_train, x_val, y_val, x_test, y_test)
-
-
-def accuracy_node(graph) -> str | None:
-    """Return the node whose argmax predicts the label (the first input of a loss fed a class label)."""
-    if graph.loss is None:
-        return None
-    node = graph.node(graph.loss)
-    if len(node["inputs"]) >= 2 and graph.type_of(node["inputs"][1]).kind == CLASS:
-        return node["inputs"][0]
-    return None
+    def summary(self) -> list[str]:
+        """Return the lines that state the run's result: the test metrics, or the last epoch's without a test split."""
+        if self.test_best:
+            last = self.history[-1]["epoch"]
+            return [f"test (last weights, epoch {last}, weights.npz): {format_metrics(self.test)}",
+                    f"test (best validation weights, epoch {self.best_epoch}, best.npz): "
+                    f"{format_metrics(self.test_best)}"]
+        if self.test:
+            return [f"test: {format_metrics(self.test)}"]
+        if not self.history:
+            return []
+        r = self.history[-1]
+        text = f"after epoch {r['epoch']}: train {format_metrics(_split_of(r, 'train_'))}"
+        if "val_loss" in r:
+            text += f"  val {format_metrics(_split_of(r, 'val_'))}"
+        return [text]
 
 
-def evaluate(program: Program, x, y, batch: int = 1000) -> dict:
-    """Return {"loss", "accuracy"?, "samples"} of the model in eval mode over (x, y)."""
-    if x is None or len(x) == 0:
-        return {}
-    graph = program.graph
-    pred = accuracy_node(graph)
-    wanted = tuple(n for n in (graph.loss, pred) if n is not None)
-    executor = program.executor(wanted, backward=False)
-    total_loss, correct = 0.0, 0
-    x_name, y_name = graph.inputs[0], graph.labels[0]
-    for start in range(0, len(x), batch):
-        xb, yb = x[start:start + batch], y[start:start + batch]
-        values = executor.forward({x_name: xb, y_name: yb}, program.params, program.state, train=False,
-                                  rng=program.rng, batch=len(xb))
-        total_loss += float(program._reduce_loss(values[graph.loss])) * len(xb)
-        if pred is not None:
-            correct += int(np.sum(np.argmax(values[pred].reshape(len(xb), -1), axis=1) == yb))
-    metrics = {"loss": total_loss / len(x), "samples": int(len(x))}
-    if pred is not None:
-        metrics["accuracy"] = correct / len(x)
-    return metrics
+def _split_of(record: dict, prefix: str) -> dict:
+    """Return a history record's metrics of one split (`train_`/`val_`) without the prefix."""
+    return {k[len(prefix):]: v for k, v in record.items() if k.startswith(prefix)}
 
 
-def format_metrics(m: dict) -> str:
-    """Return `loss 0.1234 acc 98.12%` for a metrics dict."""
-    text = f"loss {m['loss']:.4f}"
-    if "accuracy" in m:
-        text += f" acc {100 * m['accuracy']:.2f}%"
-    return text
+def train(program: Program, config: TrainConfig, data: TrainData, out_dir, *, resume: bool = False,
+          say: Callable[[str], None] | None = None, progress: bool = False) -> TrainResult:
+    """Train `program` in place and write its files to `out_dir`; return the TrainResult.
+
+    With `resume`, continue from the checkpoint in `out_dir` (GraphcError when
+    there is none or its settings differ). `say` receives the progress lines
+    (None: silent): the sample counts, one line per epoch (at most ~20) with
+    its learning rate, and the result (`TrainResult.summary`). `progress` shows
+    bars for the training batches and the evaluations when stderr is a terminal (tqdm).
+    """
+    out = prepare_out_dir(out_dir)
+    # One run per folder: two would write checkpoints over each other.
+    with out_dir_lock(out):
+        trainer = Trainer(program, config, data, out, say=say, progress=progress)
+        if resume:
+            trainer.resume()
+        return trainer.fit()
 
 
 class Trainer:
     """The loop: shuffled mini-batches, optimizer steps, per-epoch metrics and checkpoints."""
 
-    def __init__(self, program: Program, cfg: TrainConfig, data: TrainData, out: Path, *, quiet: bool, say):
-        from graphc.training.optim import make_optimizer, make_schedule
-        self.program, self.cfg, self.data, self.out, self.quiet, self.say = program, cfg, data, out, quiet, say
+    def __init__(self, program: Program, cfg: TrainConfig, data: TrainData, out: Path, *,
+                 say: Callable[[str], None] | None = None, progress: bool = False):
+        self.program, self.cfg, self.data, self.out = program, cfg, data, Path(out)
+        retain_freed_memory()   # every step frees and re-allocates the same large arrays: keep them in the heap
+        self.say = say or (lambda text: None)
+        self.progress = progress
         name, kwargs = cfg.optimizer
         self.optimizer = make_optimizer(name, program.params, **kwargs)
         self.schedule = make_schedule(cfg.schedule[0], self.optimizer.lr, cfg.epochs, **cfg.schedule[1])
-        graph = program.graph
-        self.decayed = [p for p, info in graph.params.items() if info.decay]
+        self.decayed = [p for p, info in program.graph.params.items() if info.decay]
         self.history: list[dict] = []
         self.start_epoch = 0
-        self.best_val = None
-        self.stale_epochs = 0
+        self.early = EarlyStopping(cfg.early_stop)
 
     def fingerprint(self) -> dict:
-        """Return the settings a checkpoint must match to be resumed: the train settings and the dtype."""
-        return {**self.cfg.fingerprint(), "dtype": str(self.program.dtype)}
-
-    # ---- checkpoints ---------------------------------------------------------------
-    def checkpoint_arrays(self) -> dict:
-        """Return every array needed to continue training exactly."""
-        arrays = {f"param/{k}": v for k, v in self.program.params.items()}
-        arrays.update({f"state/{k}": v for k, v in self.program.state.items()})
-        arrays.update({f"opt/{k}": v for k, v in self.optimizer.state_arrays().items()})
-        return arrays
+        """Return the settings a checkpoint must match to be resumed: the train settings, the dtype and
+        the --limit (absent when there is none, so checkpoints from before it was recorded still match)."""
+        limit = {"limit": self.data.limit} if self.data.limit is not None else {}
+        return {**self.cfg.fingerprint(), "dtype": str(self.program.dtype), **limit}
 
     def save_checkpoint(self, epoch: int) -> None:
-        """Write the checkpoint after `epoch` epochs (atomically)."""
-        from graphc.training.checkpoint import save_arrays
-        meta = {"model": self.program.graph.model, "epoch": epoch, "history": self.history,
-                "config": self.fingerprint(), "best_val": self.best_val, "stale_epochs": self.stale_epochs,
-                "lr": self.optimizer.lr}
-        save_arrays(self.out / CHECKPOINT, self.checkpoint_arrays(), meta)
+        """Write the checkpoint after `epoch` epochs (atomically); returns None."""
+        progress = {"epoch": epoch, "history": self.history, "best_val": self.early.best_val,
+                    "stale_epochs": self.early.stale_epochs, "lr": self.optimizer.lr}
+        save_checkpoint(self.out / CHECKPOINT, self.program, self.optimizer, fingerprint=self.fingerprint(),
+                        progress=progress)
 
     def resume(self) -> None:
         """Restore parameters, state, optimizer and history from the checkpoint in the output directory."""
-        from graphc.training.checkpoint import check_matches, load_arrays
         path = self.out / CHECKPOINT
-        if not path.exists():
-            raise GraphcError(f"nothing to resume: {path} does not exist",
-                              help="run without --resume first, or pass the --out of the earlier run")
-        arrays, meta = load_arrays(path)
-        if not isinstance(meta.get("config"), dict) or not isinstance(meta.get("epoch"), int):
-            # e.g. a weights.npz copied over the checkpoint: it records no epoch or settings to continue from.
-            raise GraphcError(f"{path} is not a training checkpoint (it records no epoch or train settings)",
-                              help="resume from the checkpoint.npz a run wrote, or start afresh without --resume")
-        if meta.get("model") != self.program.graph.model:
-            raise GraphcError(f"{path} was written by model `{meta.get('model')}`, not `{self.program.graph.model}`",
-                              help="resume with the same file, or start afresh without --resume")
-        now = _jsonable(self.fingerprint())
-        saved = meta.get("config")
-        if saved != now:
-            # Say which settings differ: "different settings" alone leaves the user guessing.
-            notes = tuple(Note(f"{key}: checkpoint {_show_setting(saved.get(key))}, now {_show_setting(now.get(key))}")
-                          for key in dict.fromkeys([*now, *saved]) if saved.get(key) != now.get(key))
-            raise GraphcError(f"{path} was written with different train settings", notes=notes,
-                              help="resume with the same settings (only `epochs` and `early_stop` may change), "
-                                   "or start afresh without --resume")
-        expected = {k: tuple(v.shape) for k, v in self.checkpoint_arrays().items() if not k.startswith("opt/")}
-        check_matches({k: v for k, v in arrays.items() if not k.startswith("opt/")}, expected, source=str(path))
-        for key, target in self.checkpoint_arrays().items():
-            if key.startswith(("param/", "state/")):
-                np.copyto(target, arrays[key])
-        self.optimizer.load_state_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("opt/")})
-        self.start_epoch = int(meta["epoch"])
-        self.history = list(meta.get("history", []))
-        self.best_val = meta.get("best_val")
-        self.stale_epochs = int(meta.get("stale_epochs", 0))
+        progress = load_checkpoint(path, self.program, self.optimizer, fingerprint=self.fingerprint())
+        self.start_epoch = progress["epoch"]
+        self.history = progress["history"]
+        self.early = EarlyStopping(self.cfg.early_stop, progress["best_val"], progress["stale_epochs"])
         self.say(f"resuming {self.program.graph.model} after epoch {self.start_epoch} from {path}")
 
-    # ---- the loop --------------------------------------------------------------------
-    def fit(self) -> dict:
-        """Train for the configured epochs; write weights, metrics and curves; return the final metrics."""
-        from graphc.training.checkpoint import write_json_atomic
-        from graphc.training.weights import save_weights
+    def fit(self) -> TrainResult:
+        """Train for the configured epochs; write weights, metrics and curves; return the TrainResult."""
         cfg, data, program = self.cfg, self.data, self.program
         self.out.mkdir(parents=True, exist_ok=True)
         n_params = sum(int(v.size) for v in program.params.values())
+        samples = {"train": len(data.x_train), "val": len(data.x_val),
+                   "test": 0 if data.x_test is None else len(data.x_test)}
         self.say(f"training {program.graph.model} ({n_params:,} parameters) on {data.name}: "
-                 f"{len(data.x_train):,} training, {len(data.x_val):,} validation samples; "
+                 f"train {samples['train']:,} / val {samples['val']:,} / test {samples['test']:,} samples; "
                  f"{cfg.epochs} epochs of batch {cfg.batch}")
         every = max(1, cfg.epochs // 20)   # at most ~20 epoch lines (XOR runs 2,000 tiny epochs)
         last_save = time.perf_counter()
         first = self.start_epoch
-        if cfg.early_stop and self.stale_epochs >= cfg.early_stop:
+        if self.early.stopped:
             # The resumed run had stopped early: an uninterrupted run would train no further.
             self.say(f"the checkpointed run stopped early after epoch {self.start_epoch}; "
                      f"raise early_stop to train on")
@@ -234,8 +179,10 @@ class Trainer:
             record = self.epoch(epoch)
             self.history.append(record)
             if (epoch + 1) % every == 0 or epoch + 1 == cfg.epochs or epoch == self.start_epoch:
-                self.say(_epoch_line(record, cfg.epochs))
-            stop = self._early_stop(record)
+                self.say(epoch_line(record, cfg.epochs))
+            if self.early.update(record.get("val_loss")):
+                save_weights(program, self.out / "best.npz", {"epoch": record["epoch"]})
+            stop = "val_loss" in record and self.early.stopped
             # A checkpoint per epoch, but at most one a second: fsync dominates tiny epochs.
             if stop or epoch + 1 == cfg.epochs or time.perf_counter() - last_save >= 1.0:
                 self.save_checkpoint(epoch + 1)
@@ -243,175 +190,107 @@ class Trainer:
             if stop:
                 self.say(f"early stop: no better validation loss for {cfg.early_stop} epochs")
                 break
-        test = evaluate(program, data.x_test, data.y_test)
-        if test:
-            self.say(f"test: {format_metrics(test)}")
+        test = evaluate_split(program, data.x_test, data.y_test, bar="test" if self.progress else None)
+        best, last = best_epoch(self.history), (self.history[-1]["epoch"] if self.history else None)
+        # Early stopping (or a noisy validation loss) can leave the best weights behind the last: test both.
+        test_best = self.evaluate_best() if test and best is not None and best != last else {}
         save_weights(program, self.out / "weights.npz", {"epochs": len(self.history)})
-        result = {"model": program.graph.model, "data": data.name, "settings": _jsonable(self.fingerprint()),
-                  "parameters": n_params, "epochs": self.history, "test": test}
-        write_json_atomic(self.out / "metrics.json", result)
+        result = TrainResult(program.graph.model, data.name, jsonable(self.fingerprint()), n_params, self.history,
+                             test, self.out, best, test_best, samples)
+        for line in result.summary():
+            self.say(line)
+        write_json_atomic(self.out / "metrics.json", result.to_json())
         try:
-            from graphc.training.curves import plot_curves
             plot_curves(self.history, self.out / "curves.png", title=program.graph.model)
         except ImportError:
             self.say("(matplotlib is not installed: no curves.png; pip install 'graphc[train]')")
         self.say(f"wrote {self.out}/weights.npz, metrics.json, curves.png")
         return result
 
+    def evaluate_best(self) -> dict:
+        """Return the test metrics of the best validation weights (best.npz); the program keeps its last weights.
+
+        {} when best.npz is missing (removed between a run and its resumption).
+        """
+        path = self.out / "best.npz"
+        if not path.exists():
+            return {}
+        program = self.program
+        arrays = {**program.params, **program.state}
+        last = {name: a.copy() for name, a in arrays.items()}
+        load_weights(program, path)
+        try:
+            return evaluate_split(program, self.data.x_test, self.data.y_test,
+                                  bar="test (best weights)" if self.progress else None)
+        finally:
+            for name, a in arrays.items():
+                np.copyto(a, last[name])
+
     def epoch(self, epoch: int) -> dict:
         """Run one epoch of training; return its metrics record."""
-        from graphc.training.data import batches
         cfg, data, program = self.cfg, self.data, self.program
         graph = program.graph
         self.optimizer.lr = float(self.schedule(epoch))
         program.rng = np.random.default_rng([cfg.seed, epoch, 1])
         order_rng = np.random.default_rng([cfg.seed, epoch])
         x_name, y_name = graph.inputs[0], graph.labels[0]
-        pred = accuracy_node(graph)
-        total_loss, correct, seen = 0.0, 0, 0
+        tally = Tally(classifiers(graph))
+        plan = program.executor_for_backward(input_grads=False).plan
+        total_loss, seen, step_loss = 0.0, 0, []
         started = time.perf_counter()
-        bar = _progress(len(data.x_train), epoch, cfg.epochs, self.quiet)
+        bar = (progress_bar(len(data.x_train), f"epoch {epoch + 1}/{cfg.epochs}", {"lr": f"{self.optimizer.lr:.3g}"})
+               if self.progress else None)
         for step, (xb, yb) in enumerate(batches(data.x_train, data.y_train, cfg.batch, shuffle=True, rng=order_rng)):
+            feeds = {x_name: xb, y_name: yb}
             rng_state = program.rng.bit_generator.state   # to replay this step's dropout noise on NaN
             # NumPy's overflow/invalid warnings would only repeat, less clearly, what the NaN guard says.
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                values, grads = program.forward_backward({x_name: xb, y_name: yb}, train=True, checked=False,
-                                                         input_grads=False)
+                values, grads = program.forward_backward(feeds, train=True, checked=False, input_grads=False)
             loss = program.loss_value(values)
-            if not np.isfinite(loss):
-                node = _first_nonfinite(program, {x_name: xb, y_name: yb}, rng_state) or graph.loss
-                raise nonfinite_error(graph, node, f"in epoch {epoch + 1}, step {step + 1}")
-            # A non-finite gradient with a finite loss (pow/log/div at a singular point) would poison
-            # the weights and be blamed on the next step's first node: catch it here. Summing is the
-            # cheap test; the exact one runs only when a sum is not finite.
-            if any(not np.isfinite(np.sum(grads[p])) and not np.all(np.isfinite(grads[p]))
-                   for p in program.params if p in grads):
-                raise _nonfinite_gradient(program, grads, f"in epoch {epoch + 1}, step {step + 1}")
-            self._regularise(grads)
-            self.optimizer.step({p: grads[p] for p in program.params if p in grads})
+            check_step(graph, plan, program.dtype, feeds=feeds, params=program.params, state=program.state,
+                       rng_state=rng_state, loss=loss, grads=grads, where=f"in epoch {epoch + 1}, step {step + 1}")
+            add_weight_penalties(grads, program.params, self.decayed, weight_decay=cfg.weight_decay, l1=cfg.l1)
+            with np.errstate(over="ignore", invalid="ignore"):   # check_params says it better
+                self.optimizer.step({p: grads[p] for p in program.params if p in grads})
+            check_params(program.params, where=f"in epoch {epoch + 1}, step {step + 1}")
             total_loss += loss * len(xb)
             seen += len(xb)
-            if pred is not None:
-                correct += int(np.sum(np.argmax(values[pred].reshape(len(xb), -1), axis=1) == yb))
+            step_loss.append(loss)   # one float a step: the per-iteration curve
+            tally.add(values, len(xb))
             if bar is not None:
                 bar.update(len(xb))
-                bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}", lr=f"{self.optimizer.lr:.3g}", refresh=False)
         if bar is not None:
             bar.close()
         seconds = time.perf_counter() - started
         record = {"epoch": epoch + 1, "lr": self.optimizer.lr, "train_loss": total_loss / max(seen, 1),
                   "seconds": seconds, "samples_per_s": seen / max(seconds, 1e-9)}
-        if pred is not None:
-            record["train_accuracy"] = correct / max(seen, 1)
-        val = evaluate(program, data.x_val, data.y_val)
-        if val:
-            record["val_loss"] = val["loss"]
-            if "accuracy" in val:
-                record["val_accuracy"] = val["accuracy"]
+        record.update(tally.metrics("train_"))
+        val = evaluate_split(program, data.x_val, data.y_val, bar="validation" if self.progress else None)
+        record.update({f"val_{key}": value for key, value in val.items() if key != "samples"})
+        # At most MAX_STEP_POINTS a epoch (means of consecutive steps beyond): the history rides in every checkpoint.
+        every = -(-len(step_loss) // MAX_STEP_POINTS)
+        record["step_loss"] = mean_of_groups(step_loss, every)
+        if every > 1:
+            record["steps_per_point"] = every
         return record
 
-    def _regularise(self, grads: dict) -> None:
-        """Add the L2 (weight_decay) and L1 terms of weights to their gradients, as torch's weight_decay does."""
-        wd, l1 = self.cfg.weight_decay, self.cfg.l1
-        if not (wd or l1):
-            return
-        for name in self.decayed:
-            if name not in grads:
-                continue
-            p = self.program.params[name]
-            extra = 0
-            if wd:
-                extra = wd * p
-            if l1:
-                extra = extra + l1 * np.sign(p)
-            grads[name] = grads[name] + extra
 
-    def _early_stop(self, record: dict) -> bool:
-        if "val_loss" not in record:
-            return False
-        if self.best_val is None or record["val_loss"] < self.best_val:
-            self.best_val, self.stale_epochs = record["val_loss"], 0
-            from graphc.training.weights import save_weights
-            self.out.mkdir(parents=True, exist_ok=True)
-            save_weights(self.program, self.out / "best.npz", {"epoch": record["epoch"]})
-            return False
-        self.stale_epochs += 1
-        return bool(self.cfg.early_stop) and self.stale_epochs >= self.cfg.early_stop
+def mean_of_groups(values: list[float], size: int) -> list[float]:
+    """Return the means of consecutive groups of `size` values (the last group may be shorter)."""
+    if size <= 1:
+        return list(values)
+    return [float(np.mean(values[i:i + size])) for i in range(0, len(values), size)]
 
 
-def _first_nonfinite(program: Program, feeds: dict, rng_state: dict) -> str | None:
-    """Return the first node, in schedule order, whose output is NaN or Inf on this batch (None if none is).
-
-    The batch is replayed through a copy of the training plan in which every step
-    has a buffer of its own: the real plan reuses buffers, so after a full pass an
-    early node's array may hold a later node's (non-finite) values and be blamed.
-    """
-    from graphc.runtime.execute import Executor
-    plan = program.executor_for_backward(input_grads=False).plan
-    executor = Executor(program.graph, plan.without_reuse(), program.dtype)
-    rng = np.random.default_rng()
-    rng.bit_generator.state = rng_state
-    # Running statistics are updated again by the replay; copies keep the model's own untouched.
-    state = {k: v.copy() for k, v in program.state.items()}
-    batch = next(iter(feeds.values())).shape[0]
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        values = executor.forward(feeds, program.params, state, train=True, rng=rng, batch=batch)
-    return executor.first_nonfinite(values)
-
-
-def _nonfinite_gradient(program: Program, grads: dict, where: str) -> GraphcError:
-    """Return the error for a NaN/Inf gradient: it names the first node, in backward order, that
-    received a finite gradient but passed a non-finite one on (else the first such parameter)."""
-    from graphc.compiler.graph import trace_notes
-    graph = program.graph
-    plan = program.executor_for_backward(input_grads=False).plan
-
-    def finite(name):
-        return name not in grads or bool(np.all(np.isfinite(grads[name])))
-
-    for b in plan.backward:
-        if b.node in grads and finite(b.node) and any(need and not finite(t) for t, need in zip(b.targets, b.needs)):
-            a = graph.node(b.node)
-            return GraphcError(f"the gradient flowing back through `{b.node}` ({a['op']}) became NaN or Inf {where}",
-                               span=a["span"], notes=trace_notes(a),
-                               help="its backward rule is infinite at these inputs (log, pow or div near 0?); "
-                                    "keep its inputs away from that point, or lower the learning rate")
-    name = next(p for p in program.params if not finite(p))
-    return GraphcError(f"the gradient of `{name}` became NaN or Inf {where}", span=graph.params[name].span,
-                       help="lower the learning rate, check the data's scale, or check log/div/pow inputs")
-
-
-def _progress(total: int, epoch: int, epochs: int, quiet: bool):
-    if quiet or not sys.stderr.isatty():
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="sample", unit_scale=True, leave=False)
-
-
-def _epoch_line(r: dict, epochs: int) -> str:
-    text = f"epoch {r['epoch']}/{epochs}  train loss {r['train_loss']:.4f}"
-    if "train_accuracy" in r:
-        text += f" acc {100 * r['train_accuracy']:.2f}%"
-    if "val_loss" in r:
-        text += f"  val loss {r['val_loss']:.4f}"
-        if "val_accuracy" in r:
-            text += f" acc {100 * r['val_accuracy']:.2f}%"
-    return text + f"  {r['seconds']:.1f} s ({r['samples_per_s']:,.0f} samples/s)"
-
-
-def _show_setting(value) -> str:
-    """Return a fingerprint value as the user wrote it: `64`, `adam(lr=0.001)`, `(absent)`."""
-    if value is None:
-        return "(absent)"
-    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], dict):
-        args = ", ".join(f"{k}={v}" for k, v in value[1].items())
-        return f"{value[0]}({args})" if args else value[0]
-    return str(value)
-
-
-def _jsonable(obj):
-    import json
-    return json.loads(json.dumps(obj))
+def check_params(params: dict, *, where: str) -> None:
+    """Return None when every parameter is finite after an optimizer step; else raise the GraphcError
+    saying the run diverged `where`. Nothing is saved after it, so good files on disk stay as they are."""
+    # A sum per tensor is the cheap test (one pass, no temporary); the exact one runs only if it fails.
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = [p for p, v in params.items() if not np.isfinite(np.sum(v)) and not np.all(np.isfinite(v))]
+    if bad:
+        raise GraphcError(f"training diverged {where}: the update made {', '.join(bad[:3])}"
+                          f"{' and others' if len(bad) > 3 else ''} NaN or infinite",
+                          help="lower the learning rate (or clip gradients); weights.npz and checkpoint.npz "
+                               "were not overwritten")

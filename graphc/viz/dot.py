@@ -1,6 +1,6 @@
 """Viz as Graphviz: a viz Scene -> DOT text, and DOT -> a picture through `dot -T<format>`.
 
-Input: a `viz.Scene`. Output: DOT with HTML-like labels (bold name, op,
+Input: a `scene.Scene`. Output: DOT with HTML-like labels (bold name, op,
 shape), block instances as nested `cluster_` subgraphs, backward steps as
 dashed red edges that do not constrain the layout, and the legend as the
 graph's label. Every node, edge and cluster has an `id` (`node:NAME`,
@@ -9,12 +9,13 @@ carries into its SVG.
 """
 from __future__ import annotations
 
+import html
 import shutil
 import subprocess
 import textwrap
 
 from graphc.diagnostics import GraphcError
-from graphc.viz import COLOURS, EDGE_COLOUR, GRAD_COLOUR, Scene, VEdge, VNode
+from graphc.viz.scene import COLOURS, EDGE_COLOUR, GRAD_COLOUR, Scene, VEdge, VNode
 
 
 def run_dot(dot_text: str, fmt: str) -> bytes:
@@ -107,8 +108,10 @@ def _legend_html(scene: Scene) -> str:
 
 
 def _q(text: str) -> str:
+    """Return `text` as a DOT quoted string (a newline becomes DOT's centred line break `\\n`)."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def _h(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Return `text` escaped for a Graphviz HTML-like label."""
+    return html.escape(text, quote=False)

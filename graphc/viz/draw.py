@@ -1,6 +1,6 @@
 """Draw a viz Scene with matplotlib, on graphc's own layout (when Graphviz is not installed).
 
-Input: a `viz.Scene` and an output path (.svg, .png or .pdf). Output: the
+Input: a `scene.Scene` and an output path (.svg, .png or .pdf). Output: the
 file. One drawing unit is one inch and text sizes are in points, so boxes fit
 their text at any figure size; the figure grows with the number and width of
 layers. SVG keeps text as text, and every box and arrow carries an id
@@ -11,7 +11,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from graphc.viz import COLOURS, EDGE_COLOUR, GRAD_COLOUR, LEADING, PAD_Y, Scene, node_lines, scene_layout
+from graphc.viz.boxes import LEADING, PAD_Y, node_lines, scene_layout
+from graphc.viz.scene import COLOURS, EDGE_COLOUR, GRAD_COLOUR, Scene
 
 MAX_PIXELS = 30000        # per side: matplotlib's Agg renderer stops at 2**16
 
@@ -177,14 +178,6 @@ def _draw_clusters(ax, scene: Scene, lay) -> None:
         ax.add_patch(box)
         ax.text(x1 - 0.06, y0 + 0.09, scene.clusters[cid].label, fontsize=7, color="#455a64", va="center",
                 ha="right", zorder=1.5)
-
-
-def cluster_depth(scene: Scene, cid: str) -> int:
-    """Return how many block instances enclose this one."""
-    depth, parent = 0, scene.clusters[cid].parent
-    while parent:
-        depth, parent = depth + 1, scene.clusters[parent].parent
-    return depth
 
 
 def _draw_legend(ax, scene: Scene, x: float, y: float, measure) -> None:

@@ -1,6 +1,6 @@
 """The HTML viewer: a viz Scene -> one self-contained page (inline SVG, CSS and JavaScript).
 
-Input: a `viz.Scene`. Output: the text of an HTML page that needs no network:
+Input: a `scene.Scene`. Output: the text of an HTML page that needs no network:
 the graph laid out by graphc (layout.py) as inline SVG; drag to pan, wheel or
 buttons to zoom; a click on a box opens a panel with the node's name, op,
 shape, parameters, FLOPs, the rule of its backward step, buffer, and the
@@ -13,17 +13,8 @@ import html
 import json
 import textwrap
 
-from graphc.viz import (
-    COLOURS,
-    EDGE_COLOUR,
-    GRAD_COLOUR,
-    LEADING,
-    PAD_Y,
-    Scene,
-    estimate_width,
-    node_lines,
-    scene_layout,
-)
+from graphc.viz.boxes import LEADING, PAD_Y, estimate_width, node_lines, scene_layout
+from graphc.viz.scene import COLOURS, EDGE_COLOUR, GRAD_COLOUR, Scene
 
 PX = 96.0          # pixels per inch
 PT = PX / 72.0     # pixels per point
@@ -62,7 +53,7 @@ def html_page(scene: Scene) -> str:
     legend = "".join(
         f'<span class="key"><i style="background:{c}"></i>{_t(t)}</span>' if t != "gradient step" else
         f'<span class="key grad"><i></i>{_t(t)}</span>' for t, c in scene.legend)
-    data = json.dumps(details).replace("</", "<\\/")
+    data = _script_json(details)
     return (PAGE.replace("%TITLE%", _t(scene.title)).replace("%LEGEND%", legend)
             .replace("%W%", f"{width:.0f}").replace("%H%", f"{height:.0f}").replace("%SVG%", "\n".join(parts))
             .replace("%DATA%", data).replace("%EDGE%", EDGE_COLOUR).replace("%GRAD%", GRAD_COLOUR))
@@ -116,6 +107,18 @@ def _grad_svg(lay, e, small: bool) -> str:
             + "</text>") if lines else ""
     return (f'<g class="grad" data-step="{e.step}" data-src="{_a(e.src)}" data-dst="{_a(e.dst)}">'
             f'<path d="{d}" marker-end="url(#arrow-grad)"/>{text}</g>')
+
+
+def _script_json(value) -> str:
+    """Return `value` as JSON that is safe inside a <script> element.
+
+    The HTML parser ends a script at `</script` and treats `<!--` inside it as
+    the start of an "escaped" state that can swallow the rest of the page, so a
+    comment in the source holding `<!--<script>` would kill the viewer. JSON
+    may write any character as \\uXXXX: every `<`, `>` and `&` becomes one.
+    """
+    text = json.dumps(value)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _t(text: str) -> str:
@@ -176,9 +179,12 @@ PAGE = r"""<!DOCTYPE html>
  <span>%LEGEND%</span></header>
 <main><div id="canvas"><svg id="graph" xmlns="http://www.w3.org/2000/svg" data-width="%W%" data-height="%H%">
 <defs>
- <marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="%EDGE%"/></marker>
- <marker id="arrow-param" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#b0a060"/></marker>
- <marker id="arrow-grad" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="%GRAD%"/></marker>
+ <marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7"
+   orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="%EDGE%"/></marker>
+ <marker id="arrow-param" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6"
+   orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#b0a060"/></marker>
+ <marker id="arrow-grad" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7"
+   orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="%GRAD%"/></marker>
 </defs>
 <g id="viewport">
 %SVG%
@@ -248,8 +254,11 @@ PAGE = r"""<!DOCTYPE html>
     if (d.attrs && Object.keys(d.attrs).length)
       h += row("attributes", Object.keys(d.attrs).map(function (k) { return esc(k + "=" + d.attrs[k]); }).join(", "));
     if (d.flops !== undefined) h += row("FLOPs", Number(d.flops).toLocaleString("en") + " per sample");
-    if (d.step !== undefined) h += row("schedule", "step " + d.step + (d.buffer === null ? ", a view (no buffer)" : ", buf " + d.buffer));
-    if (d.backward) h += row("backward", "step " + d.backward.step + ": <span class=rule>" + esc(d.backward.rule) + "</span><br>to " + esc(d.backward.to.join(", ")));
+    if (d.step !== undefined)
+      h += row("schedule", "step " + d.step + (d.buffer === null ? ", a view (no buffer)" : ", buf " + d.buffer));
+    if (d.backward)
+      h += row("backward", "step " + d.backward.step + ": <span class=rule>" + esc(d.backward.rule)
+               + "</span><br>to " + esc(d.backward.to.join(", ")));
     if (d.fan_in) h += row("fan-in", "&Sigma; of " + d.fan_in + " gradients (the add gate reversed)");
     if (d.block) h += row("block", esc(d.block));
     if (d.owner) h += row("read by", esc(d.owner));
@@ -261,7 +270,10 @@ PAGE = r"""<!DOCTYPE html>
     if (d.params && d.params.length) {
       var total = 0;
       h += "<h3>parameters</h3><table><tr><th>name</th><th>shape</th><th>count</th></tr>";
-      d.params.forEach(function (p) { total += p.count; h += "<tr><td>" + esc(p.name) + "</td><td>" + esc(p.shape) + "</td><td>" + p.count.toLocaleString("en") + "</td></tr>"; });
+      d.params.forEach(function (p) {
+        total += p.count;
+        h += "<tr><td>" + esc(p.name) + "</td><td>" + esc(p.shape) + "</td><td>" + p.count.toLocaleString("en") + "</td></tr>";
+      });
       h += "<tr><td><b>total</b></td><td></td><td><b>" + total.toLocaleString("en") + "</b></td></tr></table>";
     }
     panel.innerHTML = h;

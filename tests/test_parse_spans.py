@@ -14,20 +14,18 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from lark import Lark, Token, Tree
-from test_fmt import _Gen
+from paths import MODEL_FILES
+from program_gen import ProgramGen
 
 from graphc.diagnostics import GraphcError
-from graphc.language import parse as P
 from graphc.language import syntax as S
-from graphc.language.parse import parse
+from graphc.language.parse import _BracketNewlines, grammar_path, parse
+from graphc.language.to_syntax import MAX_DEPTH
 from graphc.program import check_source
 from graphc.source import SourceFile, Span
-
-REPO = Path(__file__).resolve().parents[1]
 
 # The rules that become syntax nodes, and the node each becomes (`class_type`,
 # `start` and parentheses make none; `repeat_link` also makes the Call inside it).
@@ -46,7 +44,7 @@ _STATEMENTS = {"assign", "output_decl", "return_stmt", "input_decl", "label_decl
 @pytest.fixture(scope="module")
 def reference():
     """lark's own positions: a tree parser over the same grammar with propagate_positions."""
-    return Lark(P.grammar_path().read_text(), parser="lalr", lexer="contextual", postlex=P._BracketNewlines(),
+    return Lark(grammar_path().read_text(), parser="lalr", lexer="contextual", postlex=_BracketNewlines(),
                 propagate_positions=True, maybe_placeholders=True)
 
 
@@ -83,7 +81,7 @@ def _too_deep(tree: Tree):
     stack = [(tree, 1, tree)]
     while stack:
         node, depth, statement = stack.pop()
-        if depth > P._MAX_DEPTH:
+        if depth > MAX_DEPTH:
             return statement.meta.start_pos, statement.meta.end_pos
         if node.data in _STATEMENTS:
             statement = node
@@ -110,10 +108,10 @@ HANDWRITTEN = [
 
 
 def _programs():
-    yield from (p.read_text() for p in sorted((REPO / "models").glob("*.nn")))
+    yield from (p.read_text() for p in MODEL_FILES)
     yield from HANDWRITTEN
     for seed in range(300):
-        yield _Gen(seed).program()
+        yield ProgramGen(seed).program()
 
 
 PROGRAMS = list(_programs())
@@ -153,7 +151,7 @@ def test_the_depth_limit_names_the_statement_lark_would(reference, n):
             found = None
         except GraphcError as error:
             (d,) = error.diagnostics
-            assert d.message == f"expression nested more than {P._MAX_DEPTH} levels deep"
+            assert d.message == f"expression nested more than {MAX_DEPTH} levels deep"
             found = d.span.start, d.span.end
         assert found == expected, text
 
@@ -181,7 +179,7 @@ def test_syntax_errors_leave_no_state_behind():
 
 
 def test_parsing_from_several_threads():
-    texts = [_Gen(seed).program() for seed in range(40)]
+    texts = [ProgramGen(seed).program() for seed in range(40)]
     expected = [_syntax_spans(parse(SourceFile("t.nn", t))) for t in texts]
     results = [None] * len(texts)
 
@@ -204,4 +202,4 @@ def test_a_generated_model_checks():
     lines += ["  logits = linear(h200, 10)", "  loss = cross_entropy(logits, y)", "}"]
     graph = check_source("\n".join(lines) + "\n", "big.nn")
     assert len(graph.nx) == 455 and len(graph.params) == 2 * 202
-    assert graph.nx.nodes["h4"]["span"].text == "(linear(h3, 16) -> relu) + h0"
+    assert graph.node("h4").span.text == "(linear(h3, 16) -> relu) + h0"

@@ -1,0 +1,162 @@
+"""The command line: subcommands -> the public API. No compiler logic here.
+
+Every subcommand is registered in `_parser` below; its handler (a function of
+the argparse namespace returning the exit status) lives in cli/commands.py
+(check, compile, gradcheck, fmt, ops, viz, bench), cli/run.py (run: train or
+evaluate once), cli/inspect.py (inspect) or cli/onnx_commands.py (export,
+import). Library functions elsewhere take values, never namespaces.
+
+GraphcError (a problem with the user's program, data or files) becomes its
+diagnostics on stderr and exit status 1; bad usage is exit status 2; anything
+else is a bug: its traceback, a line asking for a report, and exit status 70
+(EX_SOFTWARE), so scripts can tell a bug from a user error.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+from graphc.cli.commands import (
+    bench_command,
+    check_command,
+    compile_command,
+    fmt_command,
+    gradcheck_command,
+    ops_command,
+    viz_command,
+)
+from graphc.cli.inspect import inspect_command
+from graphc.cli.onnx_commands import export_command, import_command
+from graphc.cli.run import run_command
+from graphc.diagnostics import GraphcError
+
+INTERNAL_ERROR = 70   # EX_SOFTWARE from sysexits.h
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    try:
+        return args.handler(args) or 0
+    except GraphcError as error:
+        print(error.render(), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("graphc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `graphc compile ... | head`: the reader left; nothing more to say. (`graphc run` keeps
+        # training quietly when its reader leaves: cli/run.py catches that itself.)
+        sys.stderr.close()
+        return 0
+    except Exception:
+        traceback.print_exc()
+        print("graphc: internal error (a bug): please report it with the command and the file",
+              file=sys.stderr)
+        return INTERNAL_ERROR
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="graphc", description="Compile, check, train and inspect .nn models.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, handler, help_text):
+        c = sub.add_parser(name, help=help_text, description=help_text)
+        c.set_defaults(handler=handler)
+        return c
+
+    def model_args(c):
+        c.add_argument("file", help="a .nn file")
+        c.add_argument("--model", help="which model, when the file defines several")
+
+    c = command("check", check_command, "parse and shape-check; print a summary table")
+    model_args(c)
+    c.add_argument("--json", action="store_true", help="print the table as JSON")
+
+    c = command("compile", compile_command, "print the compiled forward/backward schedule")
+    model_args(c)
+    c.add_argument("--emit", choices=["plan", "json", "dot"], default="plan")
+    c.add_argument("--eval", action="store_true", help="the inference plan only (no backward)")
+
+    c = command("run", run_command, "train (if the file has a train section) or evaluate once")
+    model_args(c)
+    c.add_argument("--feed", action="append", default=[], metavar="NAME=VALUE",
+                   help="a value for an input: a number or a comma list")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a train setting")
+    c.add_argument("--data", help="dataset name, or a directory holding its files")
+    c.add_argument("--epochs", type=int)
+    c.add_argument("--batch", type=int)
+    c.add_argument("--seed", type=int)
+    c.add_argument("--limit", type=int, metavar="N",
+                   help="use the first N training samples (validation is held out from them) and N test samples")
+    c.add_argument("--limit-test", type=int, metavar="N",
+                   help="evaluate the first N test samples (default: --limit's N, else all; 0: none)")
+    c.add_argument("--out", help="directory for weights, metrics and curves")
+    c.add_argument("--weights", help="load weights from a .npz file first")
+    c.add_argument("--eval", action="store_true", help="evaluate only (no training)")
+    c.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    c.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    c.add_argument("--quiet", action="store_true", help="no progress lines or bars; the result is still printed")
+
+    c = command("gradcheck", gradcheck_command, "numerical vs analytic gradients in float64")
+    model_args(c)
+    c.add_argument("--eps", type=float, default=1e-6)
+    c.add_argument("--tol", type=float, default=1e-4)
+    c.add_argument("--batch", type=int, default=2)
+    c.add_argument("--samples", type=int, default=12, help="coordinates checked per tensor")
+    c.add_argument("--seed", type=int, default=0)
+
+    c = command("fmt", fmt_command, "print the program in the canonical layout")
+    c.add_argument("file")
+    c.add_argument("--check", action="store_true", help="exit 1 if the file is not formatted")
+    c.add_argument("--write", action="store_true", help="rewrite the file in place")
+
+    command("ops", ops_command, "list the built-in ops")
+
+    c = command("viz", viz_command, "draw the compiled graph (.svg .png .pdf .dot .html)")
+    model_args(c)
+    c.add_argument("-o", "--output", required=True, metavar="OUT", help="the picture; its extension picks the format")
+    c.add_argument("--backward", action="store_true", help="add the backward steps and their gradient rules")
+    c.add_argument("--plan", action="store_true", help="number the steps in schedule order and show buffers")
+    c.add_argument("--layout", choices=["auto", "dot", "graphc"], default="auto",
+                   help="Graphviz dot (auto: when installed) or graphc's own layout")
+
+    c = command("inspect", inspect_command, "activation histograms, first-layer filters, gradient magnitudes")
+    model_args(c)
+    c.add_argument("--activations", action="store_true", help="a histogram per activation layer")
+    c.add_argument("--filters", action="store_true", help="the first conv layer's filters")
+    c.add_argument("--gradients", action="store_true", help="mean |gradient| of each layer's weight")
+    c.add_argument("-o", "--output", metavar="OUT.png", help="the picture (default: <model>-inspect.png)")
+    c.add_argument("--weights", help="load weights from a .npz file first")
+    c.add_argument("--data", help="dataset name or directory; `random` for seeded standard-normal inputs")
+    c.add_argument("--batch", type=int, default=1000, help="samples in the batch (default 1000)")
+    c.add_argument("--init", metavar="SCHEME", help="initialise weights with this, e.g. normal(std=0.01), xavier")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a train setting")
+    c.add_argument("--seed", type=int)
+
+    c = command("export", export_command, "write the model as ONNX (needs the onnx extra)")
+    model_args(c)
+    c.add_argument("--weights", help="trained weights (.npz) to export; default: the initial weights")
+    c.add_argument("-o", "--output", metavar="OUT.onnx", help="the ONNX file (default: the file with .onnx)")
+    c.add_argument("--opset", type=int, help="ONNX opset (default 17; 21 when groupnorm is used)")
+    c.add_argument("--loss", action="store_true", help="also export the loss, with the labels as inputs")
+
+    c = command("import", import_command, "turn an ONNX model into a .nn file and its weights .npz")
+    c.add_argument("file", help="a .onnx file")
+    c.add_argument("-o", "--output", metavar="OUT.nn", help="the .nn file (default: the file with .nn); "
+                   "the weights go next to it with .npz")
+
+    c = command("bench", bench_command, "train and inference samples/s at a batch size, with a per-node table")
+    model_args(c)
+    c.add_argument("--batch", type=int, default=100)
+    c.add_argument("--steps", type=int, default=50, help="steps per timed run")
+    c.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    c.add_argument("--repeats", type=int, default=5, help="timed runs; the median counts")
+    c.add_argument("--threads", type=int, help="BLAS threads (default: leave as they are)")
+    c.add_argument("--json", action="store_true", help="print the result as JSON")
+    return p

@@ -1,0 +1,68 @@
+"""`graphc inspect`: one batch through a model -> activation, filter and gradient statistics and a picture.
+
+The batch is a dataset's first samples, or seeded standard-normal inputs
+(`--data random`, or a model without a train section); the weights are
+loaded (`--weights`) or freshly initialised (`--init`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from graphc.diagnostics import GraphcError
+from graphc.program import Program, check_file
+from graphc.runtime.feeds import random_feeds
+from graphc.tools.inspection import activation_stats, activation_table, draw_panels, first_conv_filters, gradient_stats
+from graphc.training.batching import TrainData
+from graphc.training.checkpoint import load_weights
+from graphc.training.config import train_config
+from graphc.training.optim import format_call
+
+
+def inspect_command(args) -> int:
+    """`graphc inspect`: compute what was asked on one batch, print a summary, write the picture; return 0."""
+    graph = check_file(args.file, args.model)
+    if args.batch < 1:
+        raise GraphcError(f"--batch must be at least 1, got {args.batch}")
+    use_random = args.data == "random" or (graph.train is None and args.data is None)
+    overrides = list(args.set) + ([f"init={args.init}"] if args.init else [])
+    cfg = train_config(graph, overrides, seed=args.seed, data="random" if use_random else args.data)
+    program = Program(graph, seed=cfg.seed, init=cfg.init)
+    if args.weights:
+        load_weights(program, args.weights)
+    wanted = [k for k in ("activations", "filters", "gradients") if getattr(args, k)]
+    if wanted == ["filters"]:
+        # Filters are weights: drawing them needs no data (and must not download a dataset).
+        feeds, source = {}, "no data (filters only)"
+    elif use_random:
+        feeds, source = random_feeds(program.graph, args.batch, cfg.seed), f"{args.batch} seeded standard-normal samples"
+    else:
+        data = TrainData.load(program, cfg, limit=args.batch)
+        feeds = {graph.inputs[0]: data.x_train[:args.batch], graph.labels[0]: data.y_train[:args.batch]}
+        source = f"{len(data.x_train[:args.batch])} samples of {data.name}"
+    if not wanted:
+        wanted = ["activations", "gradients"] + (["filters"] if first_conv_filters(program) else [])
+    init = format_call(*cfg.init)
+    title = f"{graph.model}: " + (f"weights {args.weights}" if args.weights else f"init {init}") + f", {source}"
+    panels = []
+    print(title)
+    if "activations" in wanted:
+        stats = activation_stats(program, feeds)
+        print(activation_table(stats))
+        panels.append(("activations", stats))
+    if "filters" in wanted:
+        found = first_conv_filters(program)
+        if found is None:
+            raise GraphcError(f"model `{graph.model}` has no conv layer, so no filters to draw")
+        panels.append(("filters", found))
+    if "gradients" in wanted:
+        if graph.objective is None:
+            raise GraphcError(f"model `{graph.model}` has no objective, so no gradients",
+                              help="declare `loss = ...`, or drop --gradients")
+        grads = gradient_stats(program, feeds)
+        for name, g in grads.items():
+            print(f"  mean |grad| {name:<20} {g:.3e}")
+        panels.append(("gradients", grads))
+    out = Path(args.output or f"{graph.model}-inspect.png")
+    draw_panels(panels, out, title)
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,177 @@
+"""`graphc run`: train a model that has a train section, or evaluate it once.
+
+Training turns the options into a TrainConfig, loads the data and calls
+`graphc.training.trainer.train`; `--eval` prints the metrics of the weights
+given by `--weights`, else of the run's own `<out>/weights.npz` (an error
+when there is none: fresh weights would give meaningless numbers).
+
+When the reader of the output leaves (`graphc run model.nn | head`), training
+goes on quietly and writes all its files: a run is never lost because its
+progress lines had nowhere to go. A model without training (or with `--feed`) runs one
+forward and backward pass on fed or seeded random data and prints each
+output's value and the gradient of the objective with respect to every input,
+parameter and intermediate, in schedule order.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from graphc.cli.commands import warn
+from graphc.diagnostics import GraphcError
+from graphc.ops.kernels import retain_freed_memory
+from graphc.program import Program, check_file
+from graphc.runtime.feeds import random_feeds
+from graphc.tensor_type import CLASS
+from graphc.training.batching import TrainData
+from graphc.training.checkpoint import load_weights
+from graphc.training.config import train_config
+from graphc.training.outdir import prepare_out_dir
+from graphc.training.trainer import evaluate_split, format_metrics, train
+
+
+def run_command(args) -> int:
+    """`graphc run`: train (a train section, a loss and no --feed) or evaluate once; return 0."""
+    # Large activation buffers are freed and reallocated every step: keep them in the heap.
+    retain_freed_memory()
+    graph = check_file(args.file, args.model)
+    warn(graph.warnings)
+    if graph.train is not None and not args.feed and graph.loss is not None:
+        return run_training(graph, args)
+    program = Program(graph, dtype=args.dtype, seed=args.seed)
+    warn(program.warnings)
+    if args.weights:
+        load_weights(program, args.weights)
+    print(evaluate_once(program, parse_feeds(program, args.feed), seed=args.seed or 0))
+    return 0
+
+
+def run_training(graph, args) -> int:
+    """Train (or with --eval, evaluate) a model with a train section; print and save; return 0."""
+    cfg = train_config(graph, args.set, epochs=args.epochs, batch=args.batch, seed=args.seed, data=args.data)
+    if args.limit is not None and args.limit < 1:
+        # 0 would train on nothing for every epoch; a negative N would slice off the *last* samples.
+        raise GraphcError(f"--limit must be at least 1, got {args.limit}",
+                          help="--limit N trains on the first N training samples")
+    if args.limit_test is not None and args.limit_test < 0:
+        raise GraphcError(f"--limit-test must be at least 0, got {args.limit_test}",
+                          help="--limit-test N evaluates the first N test samples (0: no test evaluation)")
+    out = Path(args.out or os.path.join("runs", graph.model))
+    if not args.eval:
+        prepare_out_dir(out)   # a bad --out fails now, not after loading the data
+    program = Program(graph, dtype=args.dtype, seed=cfg.seed, init=cfg.init)
+    warn(program.warnings)
+    weights = args.weights
+    if args.eval and not weights:
+        weights = out / "weights.npz"
+        if not weights.is_file():
+            raise GraphcError(f"nothing to evaluate: {weights} does not exist",
+                              help="pass --weights FILE, or --out the folder of a finished run, or train first")
+        print(f"graphc: evaluating {weights}", file=sys.stderr)
+    data = TrainData.load(program, cfg, limit=args.limit, limit_test=args.limit_test)
+    if weights:
+        load_weights(program, weights)
+    if args.eval:
+        # The evaluation is the command's result: printed even with --quiet.
+        if data.x_test is not None and len(data.x_test):
+            bar = None if args.quiet else "test"
+            print(f"test: {format_metrics(evaluate_split(program, data.x_test, data.y_test, bar=bar))}")
+        else:
+            # A .csv or an .npz without x_test has no test split: the training data is all there is.
+            print(f"train (no test split in {data.name}): "
+                  f"{format_metrics(evaluate_split(program, data.x_train, data.y_train))}")
+        return 0
+    say = _say_until_reader_leaves()
+    result = train(program, cfg, data, out, resume=args.resume, say=None if args.quiet else say,
+                   progress=not args.quiet)
+    if args.quiet:
+        # --quiet drops the progress, not the result.
+        for line in result.summary():
+            say(line)
+    return 0
+
+
+def _say_until_reader_leaves():
+    """Return a function printing a progress line, which goes quiet once stdout's reader has gone."""
+    reader_left = False
+
+    def say(text: str) -> None:
+        nonlocal reader_left
+        if reader_left:
+            return
+        try:
+            print(text, flush=True)
+        except BrokenPipeError:
+            # The reader left (`| head`): keep training and writing files, print nothing more.
+            # fd 1 now points at /dev/null so the interpreter's last flush does not fail either.
+            reader_left = True
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+    return say
+
+
+def parse_feeds(program, feed_args: list[str]) -> dict:
+    """Return the arrays `--feed NAME=VALUE` arguments give (a number or a comma list each)."""
+    feeds = {}
+    for item in feed_args:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise GraphcError(f"--feed {item!r} is not NAME=VALUE", help="e.g. --feed x=-2 or --feed x=1,2,3")
+        if name not in program.graph.inputs + program.graph.labels:
+            raise GraphcError(f"--feed names `{name}`, which is not an input or label",
+                              help="inputs: " + ", ".join(program.graph.inputs + program.graph.labels))
+        try:
+            values = [float(v) for v in text.split(",")]
+        except ValueError:
+            raise GraphcError(f"--feed {name}={text}: not a number or a comma-separated list of numbers") from None
+        t = program.graph.node(name).declared
+        per_sample = max(t.size, 1)
+        if len(values) % per_sample:
+            raise GraphcError(f"--feed {name}: {len(values)} numbers do not fill samples of shape {t}",
+                              help=f"give a multiple of {per_sample} numbers")
+        feeds[name] = np.array(values).reshape((-1, *t.shape)) if t.kind != CLASS else np.array(values)
+    return feeds
+
+
+def evaluate_once(program, feeds: dict, *, seed: int = 0) -> str:
+    """Return the report of one forward and backward pass on `feeds`, the missing inputs seeded random."""
+    feeds = dict(feeds)
+    batch = next(iter(feeds.values())).shape[0] if feeds else 1
+    drawn = random_feeds(program.graph, batch, seed, skip=set(feeds))
+    random_names = list(drawn)
+    feeds.update(drawn)
+    lines = []
+    if random_names:
+        lines.append(f"(seeded random values for {', '.join(random_names)}; set them with --feed NAME=VALUE)")
+    outputs = program.run(feeds)
+    for name, value in outputs.items():
+        lines.append(f"{name} = {_show(value)}")
+    graph = program.graph
+    if graph.objective is None:
+        return "\n".join(lines)
+    # The same mode as the outputs printed above (program.run): inference.
+    grads = program.gradients(feeds, train=False, intermediates=True)
+    objective = "loss" if graph.loss else next(iter(graph.outputs))
+    lines.append(f"gradient of {objective}:")
+    order = [*graph.inputs, *[p for p in program.params if graph.params[p].role is None]]
+    order += [n for n in graph.op_nodes() if n != graph.objective]
+    order += [p for p in program.params if p not in order]
+    for name in order:
+        if name in grads:
+            lines.append(f"  {name}: {_show(grads[name])}")
+    return "\n".join(lines)
+
+
+def _show(value) -> str:
+    a = np.asarray(value)
+    if a.size == 1:
+        return f"{float(a.reshape(-1)[0]):g}"
+    if a.size <= 12:
+        return np.array2string(a.astype(np.float64), precision=4, separator=", ", suppress_small=True)
+    return (f"array of shape [{', '.join(map(str, a.shape))}], mean {a.mean():.4g}, "
+            f"min {a.min():.4g}, max {a.max():.4g}")
