@@ -4,10 +4,10 @@ Input: problems found by any stage. Output: `Diagnostic` records, a
 `Diagnostics` collector (so that independent errors are all reported), and the
 compiler-style rendering
 
-    models/bad.nn:5:8: error: conv output height is not a whole number
-        5 |   c3 = conv(s2, 16, kernel=5, stride=2)
-          |        ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-      help: (14 + 2*0 - 5) / 2 + 1 = 5.5; choose pad and stride so that stride divides 9
+    models/bad.nn:6:8: warning: conv never reads input row 13 and column 13
+        6 |   c3 = conv(s2, 16, kernel=5, stride=2)
+          |        ^~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+      help: floor((14 + 2*0 - 5) / 2) + 1 = 5 windows cover rows 0..12; pad=1 reads them all
 
 `did_you_mean` is the one suggestion helper every stage uses for a misspelt name.
 `GraphcError` is the one exception that the command line turns into exit

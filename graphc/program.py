@@ -8,6 +8,7 @@ pipeline; each stage lives in its own module:
   compiler.build      syntax -> Graph of Node records, names and ops resolved
   (train section)     the model's `train { }` settings, resolved after build
   compiler.infer      Graph -> a type, FLOPs, parameters and state on every node
+  compiler.lint       typed Graph -> warnings (unused names, dead code, parameters no gradient reaches)
   compiler.plan       typed Graph -> forward/backward schedule with buffers (per Program.executor)
   runtime.execute     plan + arrays -> values and gradients
 """
@@ -22,12 +23,16 @@ from graphc.compiler.build import build
 from graphc.compiler.gc_pause import no_cycle_collection
 from graphc.compiler.graph import Graph
 from graphc.compiler.infer import infer
+from graphc.compiler.lint import lint
 from graphc.compiler.plan import plan
 from graphc.diagnostics import Diagnostic, Diagnostics, GraphcError
+from graphc.language import syntax as S
 from graphc.language.parse import parse_program
 from graphc.ops.init import initialise
 from graphc.runtime.execute import Executor
 from graphc.runtime.feeds import check_feeds
+from graphc.runtime.memory import check_memory
+from graphc.tensor_type import num_elements
 from graphc.training.config import default_settings, resolve_train
 
 
@@ -37,6 +42,32 @@ def check_file(path: str | Path, model: str | None = None) -> Graph:
         return check_modules(parse_program(path), model)
 
 
+def check_every_model(path: str | Path, model: str | None = None) -> list[Graph]:
+    """Return the typed graph of every model a file defines (only `model`'s, if given).
+
+    Raises GraphcError with the errors of all the models, each once (a mistake
+    in a block two models use is one mistake).
+    """
+    with no_cycle_collection():
+        modules = parse_program(path)
+        names = list(dict.fromkeys(item.name for item in modules[0].items if isinstance(item, S.Model)))
+        if model is not None or len(names) <= 1:
+            return [check_modules(modules, model)]
+        graphs, errors, seen = [], [], set()
+        for name in names:
+            try:
+                graphs.append(check_modules(modules, name))
+            except GraphcError as error:
+                for d in error.diagnostics:
+                    key = (d.message, (d.span.source.path, d.span.start) if d.span else None)
+                    if key not in seen:   # notes differ (the call sites); the mistake is the same
+                        seen.add(key)
+                        errors.append(d)
+        if errors:
+            raise GraphcError(sorted(errors, key=lambda d: (d.span.source.path, d.span.start) if d.span else ("", 0)))
+        return graphs
+
+
 def check_source(text: str, name: str = "<string>", model: str | None = None) -> Graph:
     """Return the typed graph of `.nn` text; raise GraphcError with every error found."""
     with no_cycle_collection():
@@ -44,7 +75,10 @@ def check_source(text: str, name: str = "<string>", model: str | None = None) ->
 
 
 def check_modules(modules, model: str | None = None) -> Graph:
-    """Return the typed graph of parsed modules (build, train section, infer); raise GraphcError on errors."""
+    """Return the typed graph of parsed modules (build, train section, infer, lint); raise GraphcError on errors.
+
+    Warnings are returned in `graph.warnings`, never printed here.
+    """
     with no_cycle_collection():
         diagnostics = Diagnostics()
         graph = build(modules, diagnostics, model)
@@ -52,6 +86,8 @@ def check_modules(modules, model: str | None = None) -> Graph:
             if graph.train_section is not None:
                 graph.train = resolve_train(graph.train_section, diagnostics)
             infer(graph, diagnostics)
+            if not diagnostics.has_errors:
+                graph.warnings.extend(lint(graph))
         diagnostics.raise_if_errors()
         return graph
 
@@ -88,6 +124,9 @@ class Program:
         train = graph.train or default_settings()   # resolve_train filled in every absent key
         self.seed = seed if seed is not None else train["seed"].value
         default_init = init or train["init"].value
+        held = [*(p.shape for p in graph.params.values()), *(s.shape for s in graph.state.values())]
+        check_memory(sum(num_elements(shape) for shape in held) * self.dtype.itemsize,
+                     f"the parameters of `{graph.model}`")
         self.params = initial_params(graph, self.dtype, self.seed, default_init)
         self.warnings: list[Diagnostic] = init_warnings(graph, default_init)
         self.state = {name: np.full(s.shape, s.fill, self.dtype) for name, s in graph.state.items()}

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 FLOAT = "float"
 CLASS = "class"
 MAX_ELEMENTS = 2 ** 40   # elements one tensor may hold: a limit, so a typo cannot ask for exabytes
+# Axes per sample: NumPy arrays have at most 64, and the batch axis and kernels' broadcast views add some.
+MAX_RANK = 32
 
 
 class ShapeError(Exception):

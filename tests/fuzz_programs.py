@@ -7,8 +7,8 @@ operators, blocks with parameters, nested blocks, `repeat N`, includes, train se
 from the op registry: every call names an op of `graphc.ops.all_ops()` with arguments drawn
 from its attributes (kinds, defaults, minimums, choices). The generator asks each op's own
 shape rule whether a call fits, so most programs are valid and reach infer, plan and a
-forward/backward pass; about one in six is a deliberate near-miss (a wrong shape, a bad
-attribute, a bad train setting, a missing include), and a few are hostile (huge literals,
+forward/backward pass; a share (NEAR_MISS) may carry one deliberate mistake (a wrong shape, a
+bad attribute, a bad train setting, a missing include), and a few (HOSTILE) are hostile (huge literals,
 deep nesting, big shapes, exponential block doubling, nested repeats, long include chains).
 
 Every construct adds a tag to the case (`op:relu`, `op:relu:unbatched`, `hostile:doubling`,
@@ -95,11 +95,12 @@ class Gen:
         self.tags: set[str] = set()
         self.counter = 0
         self.blocks: list[tuple[str, list[TensorType], dict, TensorType, str]] = []   # name, arg types, kw, out, text
-        self.files: dict[str, str] = {}
         self.near_miss = self.r.random() < NEAR_MISS
         self.missed = False
         self.block_params: list[tuple[str, int]] = []   # the enclosing block's integer parameters
         self.block_stack: list[str] = []
+        self.has_loss = False   # model `m` declares `loss`
+        self.model_name = ""
 
     # ---- helpers -------------------------------------------------------------
     def tag(self, *tags: str) -> None:
@@ -110,6 +111,7 @@ class Gen:
         self.tags.update(tags)
 
     def fresh(self, prefix: str) -> str:
+        """Return a new name: the prefix and a number no other name of the program has."""
         self.counter += 1
         return f"{prefix}{self.counter}"
 
@@ -122,9 +124,11 @@ class Gen:
         return False
 
     def dim(self) -> int:
+        """Return a small dimension."""
         return self.r.choice([1, 2, 2, 3, 3, 4, 4, 5, 6, 8])
 
     def shape(self, rank: int | None = None) -> tuple[int, ...]:
+        """Return a small per-sample shape (often [C, H, W] with H = W, for conv and pooling)."""
         rank = self.r.choice([0, 1, 1, 1, 2, 2, 3]) if rank is None else rank
         if rank == 3 and self.r.random() < 0.7:
             side = self.r.choice([4, 5, 6, 7, 8])
@@ -133,6 +137,7 @@ class Gen:
 
     @staticmethod
     def shape_text(shape) -> str:
+        """Return a shape as the language writes it."""
         return "[" + ", ".join(str(d) for d in shape) + "]"
 
     def number(self, value) -> str:
@@ -141,7 +146,7 @@ class Gen:
             return "true" if value else "false"
         if isinstance(value, int):
             if value >= 0 and self.r.random() < 0.1:
-                return self.r.choice([hex(value), bin(value), oct(value).replace("o", "o"), f"{value:_}"])
+                return self.r.choice([hex(value), bin(value), oct(value), f"{value:_}"])
             return str(value)
         return self.r.choice([repr(value), f"{value:g}", f"{value:.3e}"])
 
@@ -196,6 +201,7 @@ class Gen:
         return dims
 
     def literal(self, value) -> str:
+        """Return an attribute value as the language writes it (names bare, lists in brackets)."""
         if value is None:
             return "none"
         if isinstance(value, str):
@@ -224,7 +230,7 @@ class Gen:
         if op.variadic:
             same = [v for v in floats if v.type.rank == a.rank and v.type.batched == a.batched]
             args += [r.choice(same or floats) for _ in range(r.randint(1, 2))]
-        for name in op.inputs[1:]:
+        for _ in op.inputs[1:]:
             if op.family == "loss":
                 labels = [v for v in env if v.name.startswith("y") or v.name.startswith("t")]
                 if op.name in ("cross_entropy", "hinge"):
@@ -252,7 +258,9 @@ class Gen:
         attrs = {}
         for a in op.attrs:
             if a.required or self.r.random() < 0.3:
-                attrs[a.name] = self.attr_value(op, a, in_types)
+                value = self.attr_value(op, a, in_types)
+                if value is not None:   # `none` is what leaving the attribute out means
+                    attrs[a.name] = value
         if self.block_params and self.r.random() < 0.5:
             for a in op.attrs:
                 if a.name in attrs and a.kind == "int" and (a.minimum or 0) >= 1 and a.name in ("units", "filters"):
@@ -299,8 +307,12 @@ class Gen:
             tags = [f"op:{op.name}"]
             if not any(t.batched for t in in_types):
                 tags.append(f"op:{op.name}:unbatched")
-            if in_types[0].rank == 0:
-                tags.append(f"op:{op.name}:rank0")
+                if in_types[0].rank == 0:
+                    tags.append(f"op:{op.name}:scalar")     # one 0-d value: `elu(2)`, `sigmoid(w)` of `param w: []`
+            if len(args) == 2 and in_types[0].batched != in_types[1].batched:
+                lone = args[1] if in_types[0].batched else args[0]
+                if lone.type.rank == 0 and lone.name[0].isalpha():   # a 0-d tensor, not a literal
+                    tags.append(f"op:{op.name}:mixed-scalar")
             self.tag(*tags)
             name = self.r.choice([op.name, *op.other_names])
             if first is not None:
@@ -316,7 +328,7 @@ class Gen:
     def expression(self, env: list[Var]) -> tuple[str, TensorType] | None:
         """Return (text, type) of a right-hand side: a call, a chain, or a block use."""
         r = self.r
-        if self.blocks and r.random() < 0.3:
+        if r.random() < (0.25 if self.blocks else 0.12):
             use = self.block_use(env)
             if use:
                 return use
@@ -346,7 +358,7 @@ class Gen:
                 return None
             fitting = [(made, v)]
         (name, arg_types, kwargs, out, _), v = r.choice(fitting)
-        given = ", ".join(f"{k}={val}" if r.random() < 0.6 else str(val) for k, val in kwargs.items())
+        given = self.block_args(kwargs)
         if out == arg_types[0] and r.random() < 0.4:
             self.tag("repeat")
             count = r.choice([1, 2, 3])
@@ -354,6 +366,14 @@ class Gen:
         if r.random() < 0.4:
             return f"{v.name} -> {name}" + (f"({given})" if given else ""), out
         return f"{name}({v.name}" + (f", {given}" if given else "") + ")", out
+
+    def block_args(self, kwargs: dict) -> str:
+        """Return a block call's arguments after the tensor: positional while in order, then keywords."""
+        parts, in_order = [], True
+        for position, (name, (value, index)) in enumerate(sorted(kwargs.items(), key=lambda kv: kv[1][1])):
+            in_order = in_order and index == position and self.r.random() < 0.5
+            parts.append(str(value) if in_order else f"{name}={value}")
+        return ", ".join(parts)
 
     def block(self, arg: TensorType, depth: int):
         """Define a block over one tensor argument of type `arg`; return its record or None."""
@@ -381,9 +401,10 @@ class Gen:
             self.block_params = saved
             self.block_stack.pop()
         ret = env[-1]
+        params.sort(key=lambda pv: defaults[pv[0]])   # parameters with defaults come last
         header = ", ".join(["x", *(f"{p} = {v}" if defaults[p] else p for p, v in params)])
         text = f"block {name}({header}) {{\n" + "\n".join(lines) + f"\n  return {ret.name}\n}}\n"
-        kwargs = {p: v for p, v in params if not defaults[p] or r.random() < 0.4}
+        kwargs = {p: (v, i) for i, (p, v) in enumerate(params) if not defaults[p] or r.random() < 0.4}
         record = (name, [arg], kwargs, ret.type, text)
         self.blocks.append(record)
         return record
@@ -393,6 +414,7 @@ class Gen:
         """Return a model's text; blocks it uses are added to self.blocks."""
         r = self.r
         lines, env = [], []
+        self.model_name = name
         for _ in range(r.randint(1, 3)):
             v = Var(self.fresh("x"), TensorType(self.shape()))
             env.append(v)
@@ -435,7 +457,9 @@ class Gen:
         lines = []
         floats = [v for v in env if v.type.kind != CLASS and v.type.batched]
         last = floats[-1] if floats else None
-        if classes and last is not None and r.random() < 0.7:
+        vectors = [v for v in floats if v.type.rank >= 1]
+        if classes and vectors and r.random() < 0.7:
+            last = vectors[-1]
             logits = f"linear({last.name}, {classes})" if last.type.shape != (classes,) else last.name
             if last.type.rank > 1:
                 logits = f"{last.name} -> flatten -> linear({classes})"
@@ -443,10 +467,11 @@ class Gen:
             lines.append(f"  loss = {loss}({logits}, y)")
         elif last is not None and r.random() < 0.6:
             lines.append(f"  loss = {r.choice(['mean', 'sum'])}({last.name})")
-        if lines and r.random() < 0.2:
-            params = [v for v in env if not v.type.batched]
-            if params:
-                lines[-1] += f" + {r.choice(['0.01', '1e-4'])} * sum({params[0].name} * {params[0].name})"
+        params = [v for v in env if not v.type.batched and v.name.startswith("w")]
+        if lines and params and r.random() < 0.3:   # an L2 penalty on a declared param
+            self.tag("op:add:mixed-scalar" if params[0].type.rank == 0 else "penalty")
+            lines[-1] += f" + {r.choice(['0.01', '1e-4'])} * sum({params[0].name} * {params[0].name})"
+        self.has_loss = self.has_loss or (bool(lines) and self.model_name == "m")
         if last is not None and (not lines or r.random() < 0.6):
             lines.append(f"  output {self.fresh('o')} = {last.name}")
         elif not lines:
@@ -478,12 +503,14 @@ class Gen:
         name = self.r.choice(sorted(table))
         sig = table[name]
         kws = [k for k in sig.keywords if k.default is REQUIRED or self.r.random() < 0.4]
-        if name == "uniform":
-            kws = []
+        if name == "uniform" or (table is OPTIMIZER_SIGNATURES and name in ("sgd", "momentum", "nesterov")):
+            # rules over several keywords (low <= high; nesterov needs momentum > 0, dampening 0)
+            kws = [k for k in kws if k.name == "lr"]
         args = ", ".join(f"{k.name}={self.literal(self.keyword_value(k.accepts))}" for k in kws)
         return f"{name}({args})" if args or self.r.random() < 0.3 else name
 
     def init_call(self) -> str:
+        """Return an initialiser, e.g. `normal(std=0.1)` or `he`."""
         return self.named_call(INITIALISERS)
 
     def train(self, model: str | None) -> str:
@@ -491,7 +518,7 @@ class Gen:
         r = self.r
         self.tag("train")
         settings = {
-            "data": lambda: (lambda d: f'"{d}"' if "." in d else d)(r.choice(DATASETS)),
+            "data": lambda: (lambda d: d if d.isidentifier() else f'"{d}"')(r.choice(DATASETS)),
             "batch": lambda: str(r.randint(1, 64)),
             "epochs": lambda: str(r.randint(1, 5)),
             "optimizer": lambda: self.named_call(OPTIMIZER_SIGNATURES),
@@ -517,70 +544,79 @@ class Gen:
     # ---- hostile constructs ----------------------------------------------------
     def hostile(self) -> tuple[list[str], list[str], dict[str, str]]:
         """Return (block texts, model lines, extra files) of one hostile construct (its tag added)."""
-        r = self.r
-        kind = r.choice(["huge-int", "huge-float", "deep-parens", "deep-negation", "long-chain", "big-shape",
-                         "high-rank", "prime-groupnorm", "doubling", "nested-repeat", "huge-repeat",
-                         "include-chain", "include-self", "include-missing", "include-device", "wide"])
+        values = ["huge-int", "huge-float", "deep-parens", "deep-negation", "long-chain", "big-shape",
+                  "high-rank", "prime-groupnorm", "wide"]
+        structures = ["doubling", "nested-repeat", "huge-repeat", "include-chain", "include-self",
+                      "include-missing", "include-device"]
+        kind = self.r.choice(values + structures)
         self.tag(f"hostile:{kind}")
-        blocks, lines, files = [], [], {}
+        if kind in values:
+            return [], ["  input x: [3]", *self.hostile_value(kind)], {}
+        return self.hostile_structure(kind)
+
+    def hostile_value(self, kind: str) -> list[str]:
+        """Return model lines (after `input x: [3]`) with a hostile value or expression of this kind."""
+        r = self.r
         if kind == "huge-int":
-            digits = r.choice([300, 4301, 5000, 20000])
-            lines = ["  input x: [3]", f"  output o = x * 1{'0' * digits}" if r.random() < 0.5
-                     else f"  output o = linear(x, {'9' * digits})"]
-        elif kind == "huge-float":
-            lines = ["  input x: [3]", f"  output o = x * {r.choice(['1e400', '1e-400', '1' * 400 + '.5', '1e99999999'])}"]
-        elif kind == "deep-parens":
+            digits = r.choice([300, 4300, 4301, 5000, 20000])
+            if digits > 4300:   # Python's int-string conversion limit
+                self.tag("hostile:huge-int:over-4300-digits")
+            return [f"  output o = x * 1{'0' * (digits - 1)}" if r.random() < 0.5
+                    else f"  output o = linear(x, {'9' * digits})"]
+        if kind == "huge-float":
+            return [f"  output o = x * {r.choice(['1e400', '1e-400', '1' * 400 + '.5', '1e99999999'])}"]
+        if kind == "deep-parens":
             depth = r.choice([50, 150, 199, 200, 201, 400, 3000])
-            lines = ["  input x: [3]", "  output o = " + "(" * depth + "x" + ")" * depth]
-        elif kind == "deep-negation":
-            depth = r.choice([50, 199, 201, 1000])
-            lines = ["  input x: [3]", "  output o = " + "-" * depth + "x"]
-        elif kind == "long-chain":
-            n = r.choice([100, 1000, 3000])
-            lines = ["  input x: [3]", "  output o = x" + " -> relu" * n]
-        elif kind == "big-shape":
+            return ["  output o = " + "(" * depth + "x" + ")" * depth]
+        if kind == "deep-negation":
+            return ["  output o = " + "-" * r.choice([50, 199, 201, 1000]) + "x"]
+        if kind == "long-chain":
+            return ["  output o = x" + " -> relu" * r.choice([100, 1000, 3000])]
+        if kind == "big-shape":
             shape = r.choice([[100000, 100000], [2 ** 41], [2 ** 20, 2 ** 20, 2], [10 ** 30]])
-            lines = [f"  input x: {self.shape_text(shape)}", "  output o = relu(x)"]
-        elif kind == "high-rank":
-            rank = r.choice([8, 32, 67])
-            lines = ["  input x: [2]", f"  output o = reshape(x, [{', '.join(['1'] * (rank - 1))}, 2])"]
-        elif kind == "prime-groupnorm":
-            lines = [f"  input x: [{r.choice([1000000007, 999983])}]", "  output o = groupnorm(x, 2)"]
-        elif kind == "doubling":
+            return [f"  input big: {self.shape_text(shape)}", "  output o = relu(big)"]
+        if kind == "high-rank":
+            rank = r.choice([8, 32, 64, 65, 67])
+            if rank > 64 - 1:   # NumPy arrays have at most 64 axes, and the batch takes one
+                self.tag("hostile:high-rank:over-63")
+            return [f"  output o = reshape(x, [{', '.join(['1'] * (rank - 1))}, 3])"]
+        if kind == "prime-groupnorm":
+            return [f"  input p: [{r.choice([1000000007, 999983])}]", "  output o = groupnorm(p, 2)"]
+        n = r.choice([500, 2000])   # wide: many statements
+        return [f"  h{i} = x + {i}" for i in range(n)] + \
+            ["  output o = concat(" + ", ".join(f"h{i}" for i in range(0, n, 7)) + ")"]
+
+    def hostile_structure(self, kind: str) -> tuple[list[str], list[str], dict[str, str]]:
+        """Return (block texts, model lines, extra files) of a hostile block or include structure."""
+        r = self.r
+        lines = ["  input x: [3]", "  output o = relu(x)"]
+        files = {}
+        if kind == "doubling":
             levels = r.choice([5, 10, 16, 20, 25])
             blocks = ["block d0(x) { return relu(x) }\n"]
             blocks += [f"block d{i}(x) {{ return d{i - 1}(d{i - 1}(x)) }}\n" for i in range(1, levels + 1)]
-            lines = ["  input x: [3]", f"  output o = d{levels}(x)"]
-        elif kind == "nested-repeat":
-            count, levels = r.choice([(10, 2), (100, 2), (1000, 3), (10000, 2)])
+            lines[1] = f"  output o = d{levels}(x)"
+        elif kind in ("nested-repeat", "huge-repeat"):
+            count, levels = r.choice([(10, 2), (100, 2), (1000, 3), (10000, 2)]) if kind == "nested-repeat" \
+                else (r.choice([10001, 10 ** 6, 10 ** 30]), 1)
             blocks = ["block r0(x) { return relu(x) }\n"]
             blocks += [f"block r{i}(x) {{ return x -> repeat {count} r{i - 1} }}\n" for i in range(1, levels + 1)]
-            lines = ["  input x: [3]", f"  output o = r{levels}(x)"]
-        elif kind == "huge-repeat":
-            blocks = ["block r0(x) { return relu(x) }\n"]
-            lines = ["  input x: [3]", f"  output o = x -> repeat {r.choice([10001, 10 ** 6, 10 ** 30])} r0"]
+            lines[1] = f"  output o = r{levels}(x)"
         elif kind == "include-chain":
             depth = r.choice([10, 63, 64, 65, 100])
             for i in range(depth):
                 files[f"chain/c{i}.nn"] = f'include "c{i + 1}.nn"\n' if i + 1 < depth else \
                     "block tail(x) { return relu(x) }\n"
             blocks = ['include "chain/c0.nn"\n']
-            lines = ["  input x: [3]", "  output o = tail(x)"]
+            lines[1] = "  output o = tail(x)"
         elif kind == "include-self":
             files["loop_a.nn"] = 'include "loop_b.nn"\n'
             files["loop_b.nn"] = 'include "loop_a.nn"\nblock lb(x) { return x }\n'
             blocks = [r.choice(['include "main.nn"\n', 'include "loop_a.nn"\n'])]
-            lines = ["  input x: [3]", "  output o = relu(x)"]
         elif kind == "include-missing":
             blocks = [r.choice(['include "nowhere.nn"\n', 'include "chain"\n', 'include ""\n', 'include "."\n'])]
-            lines = ["  input x: [3]", "  output o = relu(x)"]
-        elif kind == "include-device":
+        else:   # include-device
             blocks = [r.choice(['include "/dev/null"\n', 'include "/dev/zero"\n', 'include "/proc/self/status"\n'])]
-            lines = ["  input x: [3]", "  output o = relu(x)"]
-        else:   # wide: many statements
-            n = r.choice([500, 2000])
-            lines = ["  input x: [3]"] + [f"  h{i} = x + {i}" for i in range(n)]
-            lines.append("  output o = concat(" + ", ".join(f"h{i}" for i in range(0, n, 7)) + ")")
         return blocks, lines, files
 
     # ---- the whole program ---------------------------------------------------
@@ -609,7 +645,7 @@ class Gen:
                 path = path.replace("lib", "libb")
             items.insert(0, f'include "{path}"\n')
         items += models
-        if r.random() < 0.5:
+        if r.random() < 0.5 and (self.has_loss or self.miss(0.5)):   # training needs a loss
             items.append(self.train("m" if len(names) > 1 or r.random() < 0.2 else None))
         if r.random() < 0.1:
             self.tag("shuffled-items")

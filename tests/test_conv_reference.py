@@ -15,15 +15,16 @@ GEOMETRIES = 60
 
 
 def _random_conv(rng: np.random.Generator) -> tuple[tuple[int, int, int, int], dict]:
-    """Return ((N, C, H, W), conv attributes) for a random geometry whose output size is whole."""
+    """Return ((N, C, H, W), conv attributes) for a random geometry; its output size may be floored."""
     kernel = tuple(int(k) for k in rng.integers(1, 6, 2))
     stride = tuple(int(s) for s in rng.integers(1, 4, 2))
     pad = tuple(int(rng.integers(0, k)) for k in kernel)
     size = []
     for k, s, p in zip(kernel, stride, pad):
         out = int(rng.integers(1, 13))
-        # (size + 2p - k) / s + 1 = out: pick the output, derive the input (_cases drops sizes < 1).
-        size.append((out - 1) * s + k - 2 * p)
+        # floor((size + 2p - k) / s) + 1 = out: pick the output, derive the input plus rows the
+        # floor leaves unread (_cases drops sizes < 1).
+        size.append((out - 1) * s + k - 2 * p + int(rng.integers(0, s)))
     n, c = int(rng.integers(1, 4)), int(rng.integers(1, 5))
     attrs = {"filters": int(rng.integers(1, 7)), "kernel": list(kernel), "stride": list(stride),
              "pad": list(pad), "bias": bool(rng.integers(0, 2))}

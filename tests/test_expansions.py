@@ -31,6 +31,8 @@ NO_EXPANSION = {
     "step",                                              # a comparison: no gate gives 0/1
     "dropout",                                           # random
     "hinge", "kl_div",                                   # need indexing / 0 * log 0 = 0, no gate has them
+    "global_maxpool",                                    # a maximum over axes: max is a two-input gate
+    "slice", "pad",                                      # indexing: no gate selects or places elements
 }
 
 _CLASS_TARGET = "a class-index target: no gate picks z[target]"

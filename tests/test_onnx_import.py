@@ -9,11 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from op_harness import Case
 
 import graphc
 from graphc.diagnostics import GraphcError
+from graphc.ops import all_ops
 from graphc.runtime.feeds import random_feeds
-from graphc.tools.onnx_export import export_program
+from graphc.tools.onnx_export import Emitter, export_program
+from graphc.tools.onnx_export_ops import EXPORTERS, OpView
 from graphc.tools.onnx_import import import_file, import_model
 from graphc.training.checkpoint import load_weights
 
@@ -98,8 +101,8 @@ def test_cli_errors_are_diagnostics(graphc_run, tmp_path):
 
 
 def test_unsupported_nodes_are_all_reported_with_name_and_op_type():
-    w = np.ones((4, 2, 3, 3), np.float32)
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="grouped", group=2, kernel_shape=[3, 3]),
+    w = np.ones((4, 4, 3, 3), np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="dilated", dilations=[2, 2], kernel_shape=[3, 3]),
              helper.make_node("Erf", ["x"], ["e"], name="erf1"),
              helper.make_node("Softmax", ["x"], ["s"], name="over_batch", axis=0)]
     graph = helper.make_graph(
@@ -110,7 +113,7 @@ def test_unsupported_nodes_are_all_reported_with_name_and_op_type():
         import_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     messages = [d.message for d in info.value.errors]
     assert len(messages) == 3
-    assert "`grouped` (Conv): group=2" in messages[0]
+    assert "`dilated` (Conv): dilations [2, 2] are not supported" in messages[0]
     assert "`erf1` (Erf): graphc has no equivalent" in messages[1]
     assert "`over_batch` (Softmax)" in messages[2] and "batch axis" in messages[2]
 
@@ -188,8 +191,8 @@ def test_pytorch_lenet_and_resnet_import_with_pytorch_outputs():
     for m in resnet.modules():   # non-trivial batchnorm statistics (PyTorch folds them into the convs)
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.normal_(0, 0.1), m.running_var.uniform_(0.5, 1.5), m.weight.data.uniform_(0.5, 1.5)
-    # 17x17: graphc's conv needs whole output sizes ((17 + 2 - 3) / 2 + 1 = 9); PyTorch floors 16x16's 8.5.
-    for module, shape in ((LeNet(), (1, 28, 28)), (resnet, (3, 17, 17))):
+    # 16x16: the stride-2 convs floor (16 + 2 - 3) / 2 + 1 = 8.5 to 8, as PyTorch does.
+    for module, shape in ((LeNet(), (1, 28, 28)), (resnet, (3, 16, 16))):
         module.eval()
         imported = import_model(_torch_export(torch, module, (2, *shape)), name="torch_model")
         x = np.random.default_rng(0).normal(size=(5, *shape)).astype(np.float32)
@@ -217,3 +220,55 @@ def test_imported_pytorch_lenet_trains_one_epoch_on_mnist(real_datasets, graphc_
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["samples"]["train"] == 60000 and len(metrics["epochs"]) == 1
     assert metrics["test"]["accuracy"] > 0.9, metrics["test"]
+
+
+# ---- onnx's shipped "light" real architectures (constant weights: a smoke test of import and shapes) ----
+
+LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+LIGHT_MODELS = [pytest.param(name, marks=() if name == "squeezenet" else pytest.mark.slow) for name in (
+    "squeezenet", "inception_v1", "inception_v2", "resnet50", "densenet121", "bvlc_alexnet", "zfnet512", "vgg19")]
+
+
+@pytest.mark.parametrize("name", LIGHT_MODELS)
+def test_light_real_architecture_imports_and_gives_the_reference_output(name):
+    model = onnx.load(str(LIGHT / f"light_{name}.onnx"))
+    imported = import_model(model, name=name)
+    initialized = {t.name for t in model.graph.initializer}
+    (image,) = [i for i in model.graph.input if i.name not in initialized]
+    shape = [d.dim_value for d in image.type.tensor_type.shape.dim]
+    x = (np.arange(np.prod(shape)).reshape(shape) / np.prod(shape)).astype(np.float32)   # onnx's runner input
+    got = compiled(imported).run({imported.names[image.name]: x})[imported.names[model.graph.output[0].name]]
+    expected = onnx.numpy_helper.to_array(onnx.load_tensor(str(LIGHT / f"light_{name}_output_0.pb")))
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_light_shufflenet_needs_a_transpose():
+    with pytest.raises(GraphcError, match=r"\(Transpose\): graphc has no equivalent"):
+        import_model(onnx.load(str(LIGHT / "light_shufflenet.onnx")))
+
+
+# ---- every op sample: export alone, import, run ----------------------------------------------
+
+ROUND_TRIP_CASES = [(op, i) for op in all_ops() if op.family != "loss" for i, s in enumerate(op.samples)
+                    if not s.batched or all(s.batched)]   # ONNX graph inputs are batched on import
+
+
+@pytest.mark.parametrize("op,index", ROUND_TRIP_CASES, ids=[f"{op.name}-{i}" for op, i in ROUND_TRIP_CASES])
+def test_op_sample_round_trips(op, index):
+    """Each batched gradcheck sample of each op (losses aside), exported alone and imported, runs as graphc."""
+    case = Case(op, op.samples[index], seed=index, dtype=np.float32)
+    rng = np.random.default_rng(index)
+    for role, value in case.state0.items():
+        value[...] = rng.uniform(0.5, 1.5, value.shape) if role == "running_var" else rng.normal(0, 1, value.shape)
+    expected, _ = case.forward(train=False)
+    n_in = len(case.in_types)
+    inputs = [f"in{i}" for i in range(n_in)]
+    params = [f"{op.name}.{spec.role}" for spec in case.param_specs]
+    state = {role: f"{op.name}.{role}" for role in case.state0}
+    em = Emitter(21 if op.name == "groupnorm" else 17)
+    EXPORTERS[op.name](em, OpView(op.name, "out", inputs, case.in_types, case.out_type, case.attrs, params, state))
+    initializers = {**dict(zip(params, case.args[n_in:])), **{state[r]: v for r, v in case.state0.items()}}
+    model = em.to_proto("op", list(zip(inputs, case.in_types)), {"out": case.out_type}, initializers)
+    imported = import_model(model, name="op")
+    got = compiled(imported).run({imported.names[n]: a for n, a in zip(inputs, case.args[:n_in])})
+    np.testing.assert_allclose(got[imported.names["out"]], expected, atol=ATOL, rtol=1e-5)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from graphc.diagnostics import GraphcError
-from graphc.training.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
+from graphc.training.optim import OPTIMIZERS, SCHEDULES, check_optimizer, make_optimizer, make_schedule
 
 SHAPES = {"c1.weight": (3, 4, 2), "c1.bias": (4,), "fc.weight": (5, 3)}
 STEPS = 20
@@ -25,6 +25,10 @@ CASES = [
     ("adam", {"lr": 0.01}),
     ("adam", {"lr": 0.01, "amsgrad": True, "beta1": 0.8, "beta2": 0.99}),
     ("adam", {"lr": 0.03, "eps": 1e-3}),
+    ("adam", {"lr": 0.01, "betas": [0.8, 0.99]}),      # torch's spelling of beta1, beta2
+    ("adamw", {}),                                      # torch.optim.AdamW's defaults, weight_decay=0.01
+    ("adamw", {"lr": 0.01, "weight_decay": 0.1}),
+    ("adamw", {"lr": 0.02, "weight_decay": 0.05, "amsgrad": True, "betas": [0.85, 0.98]}),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for n, kw in CASES]
 
@@ -47,7 +51,7 @@ def gradient_sequence(steps=STEPS, dtype=np.float64):
 
 
 def torch_optimizer(torch, name, kwargs, tensors):
-    h = OPTIMIZERS[name][1].complete(kwargs)
+    h = OPTIMIZERS[name][1].complete(check_optimizer(name, (), kwargs))
     params = list(tensors.values())
     if OPTIMIZERS[name][0].__name__ == "SGD":
         return torch.optim.SGD(params, lr=h["lr"], momentum=h["momentum"], dampening=h["dampening"],
@@ -58,6 +62,9 @@ def torch_optimizer(torch, name, kwargs, tensors):
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=h["lr"], alpha=h["alpha"], eps=h["eps"],
                                    momentum=h["momentum"], centered=h["centered"], foreach=False)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=h["lr"], betas=(h["beta1"], h["beta2"]), eps=h["eps"],
+                                 weight_decay=h["weight_decay"], amsgrad=h["amsgrad"], foreach=False)
     assert name == "adam"
     return torch.optim.Adam(params, lr=h["lr"], betas=(h["beta1"], h["beta2"]), eps=h["eps"],
                             amsgrad=h["amsgrad"], foreach=False)
@@ -192,8 +199,15 @@ def test_errors():
         make_optimizer("adam", params, amsgrad="yes")
     with pytest.raises(GraphcError, match="alpha"):
         make_optimizer("rmsprop", params, alpha=float("nan"))
-    with pytest.raises(GraphcError, match="betas"):
-        make_optimizer("adam", params, betas=(0.9, 0.99))
+    # torch's betas is accepted by adam and adamw (test_matches_torch_float64), refused where it means nothing.
+    with pytest.raises(GraphcError, match="`sgd` has no argument `betas`"):
+        make_optimizer("sgd", params, betas=(0.9, 0.99))
+    with pytest.raises(GraphcError, match="`beta1` is given twice"):
+        make_optimizer("adam", params, betas=(0.9, 0.99), beta1=0.8)
+    with pytest.raises(GraphcError, match="a list of two numbers"):
+        make_optimizer("adamw", params, betas=0.9)
+    with pytest.raises(GraphcError, match=r"`beta2` of `adam` must be a number in \[0, 1\), got 1.5"):
+        make_optimizer("adam", params, betas=[0.9, 1.5])
     opt = make_optimizer("sgd", params)
     with pytest.raises(GraphcError, match="unknown parameter"):
         opt.step({"nope": np.zeros(3)})
@@ -204,7 +218,9 @@ def test_errors():
 
 
 def test_optimizer_table():
-    assert set(OPTIMIZERS) == {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"}
+    assert set(OPTIMIZERS) == {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"}
+    assert OPTIMIZERS["adamw"][1].defaults == {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+                                               "weight_decay": 1e-2, "amsgrad": False}   # torch's AdamW
     assert OPTIMIZERS["momentum"][1].defaults["momentum"] == 0.9
     assert OPTIMIZERS["nesterov"][1].defaults["nesterov"] is True
     for name, (cls, signature) in OPTIMIZERS.items():
@@ -265,3 +281,59 @@ def test_schedule_errors():
     with pytest.raises(GraphcError, match="`gamma` of `exponential` must be a number >= 0, got `fast`"):
         make_schedule("exponential", 0.1, 10, gamma="fast")
     assert set(SCHEDULES) == {"constant", "step", "exponential", "cosine"}
+    with pytest.raises(GraphcError, match=r"`warmup_factor` of `cosine` must be a number in \(0, 1\]"):
+        make_schedule("cosine", 0.1, 10, warmup=2, warmup_factor=0)
+    with pytest.raises(GraphcError, match="`warmup` of `step` must be a whole number of epochs >= 0"):
+        make_schedule("step", 0.1, 10, step_size=2, warmup=-1)
+
+
+WARMUP_CASES = [
+    ("constant", 8, {"warmup": 3}),
+    ("cosine", 12, {"warmup": 3}),
+    ("cosine", 12, {"warmup": 2, "warmup_factor": 0.1, "T_max": 5, "eta_min": 0.01}),   # torch's T_max spelling
+    ("step", 10, {"warmup": 1, "warmup_factor": 0.5, "step_size": 2, "gamma": 0.5}),
+    ("exponential", 9, {"warmup": 4, "gamma": 0.8}),
+]
+
+
+@pytest.mark.parametrize("name,epochs,kwargs", WARMUP_CASES)
+def test_warmup_matches_torch_linear_lr_then_sequential_lr(name, epochs, kwargs):
+    """warmup=W is torch's SequentialLR([LinearLR(start_factor, total_iters=W), schedule], milestones=[W]),
+    stepped once per epoch; cosine's t_max defaults to the epochs after the warm-up."""
+    torch = pytest.importorskip("torch")
+    base, warmup = 0.1, kwargs["warmup"]
+    rest = {k: v for k, v in kwargs.items() if not k.startswith("warmup")}
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base)
+    scheduler = torch.optim.lr_scheduler
+    after = {
+        "constant": lambda: scheduler.ConstantLR(opt, factor=1.0),
+        "step": lambda: scheduler.StepLR(opt, **rest),
+        "exponential": lambda: scheduler.ExponentialLR(opt, **rest),
+        "cosine": lambda: scheduler.CosineAnnealingLR(opt, T_max=rest.get("T_max", epochs - warmup),
+                                                      eta_min=rest.get("eta_min", 0.0)),
+    }[name]
+    warm = scheduler.LinearLR(opt, start_factor=kwargs.get("warmup_factor", 1 / 3), total_iters=warmup)
+    sched = scheduler.SequentialLR(opt, [warm, after()], milestones=[warmup])
+    expected = []
+    for _ in range(epochs):
+        expected.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    schedule = make_schedule(name, base, epochs, **kwargs)
+    np.testing.assert_allclose([schedule(e) for e in range(epochs)], expected, rtol=1e-12, atol=1e-15)
+
+
+def test_warmup_longer_than_the_run_only_warms_up():
+    schedule = make_schedule("cosine", 0.3, 2, warmup=4, warmup_factor=0.2)
+    np.testing.assert_allclose([schedule(0), schedule(1)], [0.06, 0.12])
+
+
+def test_adamw_decays_only_the_named_parameters():
+    params = initial_params()
+    before = {n: p.copy() for n, p in params.items()}
+    opt = make_optimizer("adamw", params, lr=0.1, weight_decay=0.5, decayed=["fc.weight"])
+    zero = {n: np.zeros(s) for n, s in SHAPES.items()}
+    opt.step(zero)     # a zero gradient: Adam's step is 0, only the decay moves a parameter
+    np.testing.assert_allclose(params["fc.weight"], before["fc.weight"] * (1 - 0.1 * 0.5))
+    np.testing.assert_array_equal(params["c1.weight"], before["c1.weight"])
+    np.testing.assert_array_equal(params["c1.bias"], before["c1.bias"])

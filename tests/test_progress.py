@@ -21,6 +21,7 @@ from graphc.training.config import train_config
 from graphc.training.curves import step_points
 from graphc.training.data import split_validation
 from graphc.training.metrics import Classifier, Tally, best_epoch, classifiers, evaluate_split, format_metrics
+from graphc.training.trainer import MAX_STEP_POINTS, mean_of_groups
 
 TINY = """
 model tiny {
@@ -260,3 +261,20 @@ def test_every_step_loss_is_recorded_and_drawn(tmp_path, graphc_run):
     assert (tmp_path / "out" / "curves.png").stat().st_size > 0
     xs, ys = step_points([record, {"epoch": 2, "train_loss": 1.0}])        # a record without steps is skipped
     assert xs == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0]) and ys == steps
+
+
+def test_long_epochs_keep_at_most_a_thousand_step_points():
+    losses = [float(i) for i in range(2500)]
+    every = -(-len(losses) // MAX_STEP_POINTS)
+    points = mean_of_groups(losses, every)
+    assert every == 3 and len(points) == 834 and points[0] == 1.0 and points[-2] == 2497.0 and points[-1] == 2499.0
+    assert mean_of_groups([1.0, 2.0], 1) == [1.0, 2.0]
+
+
+def test_quiet_without_a_test_split_prints_the_last_epoch(tmp_path, graphc_run):
+    x = np.random.default_rng(1).standard_normal((100, 2)).astype(np.float32)
+    np.savez(tmp_path / "b.npz", x=x, y=(x[:, :1] > 0).astype(np.float32))
+    path = write(tmp_path, BINARY.replace("DATA", str(tmp_path / "b.npz")))
+    status, text, err = graphc_run("run", path, "--out", tmp_path / "out", "--quiet")
+    assert status == 0, err
+    assert text.startswith("after epoch 3: train loss ") and "  val loss " in text and text.count("\n") == 1

@@ -89,12 +89,22 @@ def _params(xs) -> tuple:
 
 def _maxpool(xs, case):
     a = case.attrs
-    return F.max_pool2d(xs[0], a["size"], a["stride"] or a["size"], a["pad"])
+    return F.max_pool2d(xs[0], a["size"], a["stride"] or a["size"], a["pad"], ceil_mode=a["ceil_mode"])
 
 
 def _avgpool(xs, case):
     a = case.attrs
-    return F.avg_pool2d(xs[0], a["size"], a["stride"] or a["size"], a["pad"], count_include_pad=True)
+    return F.avg_pool2d(xs[0], a["size"], a["stride"] or a["size"], a["pad"], ceil_mode=a["ceil_mode"],
+                        count_include_pad=True)
+
+
+def _slice(xs, case):
+    t = case.in_types[0]
+    axis = case.attrs["axis"] % t.rank + int(t.batched)
+    size, start, end = xs[0].shape[axis], case.attrs["start"], case.attrs["end"]
+    start = start + size if start < 0 else start
+    end = size if end is None else end + size if end < 0 else end
+    return torch.narrow(xs[0], axis, start, end - start)
 
 
 def _concat(xs, case):
@@ -185,10 +195,14 @@ REFERENCES = {
                                                        padding=case.attrs["pad"])),
     "maxpool": _with_batch_axis(_maxpool),
     "avgpool": _with_batch_axis(_avgpool),
+    "global_avgpool": _with_batch_axis(lambda xs, case: F.adaptive_avg_pool2d(xs[0], 1).flatten(1)),
+    "global_maxpool": _with_batch_axis(lambda xs, case: F.adaptive_max_pool2d(xs[0], 1).flatten(1)),
     # shape
     "flatten": _per_sample(torch.flatten),
     "reshape": lambda xs, case: _per_sample(lambda x: x.reshape(case.attrs["shape"]))(xs, case),
     "concat": _concat,
+    "slice": _slice,
+    "pad": lambda xs, case: F.pad(xs[0], list(case.attrs["pads"]), mode="constant", value=case.attrs["value"]),
     # norm
     "batchnorm": _batchnorm,
     "layernorm": lambda xs, case: F.layer_norm(xs[0], case.in_types[0].shape, xs[1], xs[2], eps=case.attrs["eps"]),

@@ -30,6 +30,7 @@ from graphc.cli.inspect import inspect_command
 from graphc.cli.onnx_commands import export_command, import_command
 from graphc.cli.run import run_command
 from graphc.diagnostics import GraphcError
+from graphc.tools.gradcheck import FLOOR
 
 INTERNAL_ERROR = 70   # EX_SOFTWARE from sysexits.h
 
@@ -74,20 +75,28 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("file", help="a .nn file")
         c.add_argument("--model", help="which model, when the file defines several")
 
+    def deny_warnings(c):
+        c.add_argument("--deny-warnings", action="store_true",
+                       help="treat warnings as errors: report them as such and exit 1")
+
     c = command("check", check_command, "parse and shape-check; print a summary table")
     model_args(c)
+    deny_warnings(c)
     c.add_argument("--json", action="store_true", help="print the table as JSON")
 
     c = command("compile", compile_command, "print the compiled forward/backward schedule")
     model_args(c)
+    deny_warnings(c)
     c.add_argument("--emit", choices=["plan", "json", "dot"], default="plan")
     c.add_argument("--eval", action="store_true", help="the inference plan only (no backward)")
 
     c = command("run", run_command, "train (if the file has a train section) or evaluate once")
     model_args(c)
+    deny_warnings(c)
     c.add_argument("--feed", action="append", default=[], metavar="NAME=VALUE",
                    help="a value for an input: a number or a comma list")
-    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a train setting")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a train setting, or one keyword of the optimizer (--set lr=0.1)")
     c.add_argument("--data", help="dataset name, or a directory holding its files")
     c.add_argument("--epochs", type=int)
     c.add_argument("--batch", type=int)
@@ -105,10 +114,14 @@ def _parser() -> argparse.ArgumentParser:
 
     c = command("gradcheck", gradcheck_command, "numerical vs analytic gradients in float64")
     model_args(c)
-    c.add_argument("--eps", type=float, default=1e-6)
-    c.add_argument("--tol", type=float, default=1e-4)
+    c.add_argument("--eps", type=float, default=1e-6, help="central-difference step (> 0; default 1e-6)")
+    c.add_argument("--tol", type=float, default=1e-4,
+                   help="largest error |a - n| / max(|a| + |n|, floor) that passes (default 1e-4)")
+    c.add_argument("--floor", type=float, default=FLOOR,
+                   help=f"absolute floor of that error's denominator: below it the error is absolute "
+                        f"(default {FLOOR:g}, above central differences' round-off)")
     c.add_argument("--batch", type=int, default=2)
-    c.add_argument("--samples", type=int, default=12, help="coordinates checked per tensor")
+    c.add_argument("--samples", type=int, default=12, help="coordinates checked per tensor (at least 1)")
     c.add_argument("--seed", type=int, default=0)
 
     c = command("fmt", fmt_command, "print the program in the canonical layout")
@@ -116,10 +129,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--check", action="store_true", help="exit 1 if the file is not formatted")
     c.add_argument("--write", action="store_true", help="rewrite the file in place")
 
-    command("ops", ops_command, "list the built-in ops")
+    c = command("ops", ops_command, "list the built-in ops, or describe one")
+    c.add_argument("name", nargs="?", help="an op: print its definition, arguments, shapes and gradient rule")
 
     c = command("viz", viz_command, "draw the compiled graph (.svg .png .pdf .dot .html)")
     model_args(c)
+    deny_warnings(c)
     c.add_argument("-o", "--output", required=True, metavar="OUT", help="the picture; its extension picks the format")
     c.add_argument("--backward", action="store_true", help="add the backward steps and their gradient rules")
     c.add_argument("--plan", action="store_true", help="number the steps in schedule order and show buffers")
@@ -131,6 +146,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--activations", action="store_true", help="a histogram per activation layer")
     c.add_argument("--filters", action="store_true", help="the first conv layer's filters")
     c.add_argument("--gradients", action="store_true", help="mean |gradient| of each layer's weight")
+    c.add_argument("--eval-mode", action="store_true",
+                   help="activations and gradients of the inference-mode model (running batchnorm statistics, "
+                        "no dropout); default: training mode, what a training step sees and minimises")
     c.add_argument("-o", "--output", metavar="OUT.png", help="the picture (default: <model>-inspect.png)")
     c.add_argument("--weights", help="load weights from a .npz file first")
     c.add_argument("--data", help="dataset name or directory; `random` for seeded standard-normal inputs")
@@ -153,6 +171,7 @@ def _parser() -> argparse.ArgumentParser:
 
     c = command("bench", bench_command, "train and inference samples/s at a batch size, with a per-node table")
     model_args(c)
+    deny_warnings(c)
     c.add_argument("--batch", type=int, default=100)
     c.add_argument("--steps", type=int, default=50, help="steps per timed run")
     c.add_argument("--warmup", type=int, default=10, help="untimed steps first")

@@ -7,52 +7,71 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from pathlib import Path
 
-from graphc.diagnostics import GraphcError
+from graphc.diagnostics import Diagnostic, GraphcError, Note, did_you_mean
 from graphc.language.files import UnreadableSource, read_source, write_atomically
 from graphc.language.fmt import format_source
-from graphc.ops import all_ops, literal
+from graphc.ops import all_names, all_ops, find, literal
 from graphc.ops.kernels import retain_freed_memory
-from graphc.program import Program, check_file
+from graphc.ops.registry import WRITTEN_OTHERWISE
+from graphc.program import Program, check_every_model, check_file
 from graphc.runtime.feeds import random_feeds
 from graphc.tools.bench import bench, render
 from graphc.tools.emit import emit
-from graphc.tools.gradcheck import gradcheck
+from graphc.tools.gradcheck import check_options, gradcheck
 from graphc.tools.summary import render_summary, summary_json
 from graphc.viz import viz
 
 
 def check_command(args) -> int:
-    """`graphc check`: print the summary table (or its JSON); return 0."""
-    graph = check_file(args.file, args.model)
-    warn(graph.warnings)
-    print(json.dumps(summary_json(graph), indent=2) if args.json else render_summary(graph))
+    """`graphc check`: print every model's summary table (or its JSON: a list for several models); return 0."""
+    graphs = check_every_model(args.file, args.model)
+    warnings, seen = [], set()
+    for graph in graphs:   # a block two models use warns once
+        for w in graph.warnings:
+            key = (w.message, (w.span.source.path, w.span.start) if w.span else None)
+            if key not in seen:
+                seen.add(key)
+                warnings.append(w)
+    warn(warnings, args.deny_warnings)
+    if args.json:
+        tables = [summary_json(graph) for graph in graphs]
+        print(json.dumps(tables[0] if len(tables) == 1 else tables, indent=2))
+    else:
+        print("\n\n".join(render_summary(graph) for graph in graphs))
     return 0
 
 
 def compile_command(args) -> int:
     """`graphc compile`: print the schedule as plan text, JSON or dot; return 0."""
     graph = check_file(args.file, args.model)
-    warn(graph.warnings)
+    warn(graph.warnings, args.deny_warnings)
     print(emit(graph, args.emit, backward=not args.eval))
     return 0
 
 
 def gradcheck_command(args) -> int:
-    """`graphc gradcheck`: print a row per tensor; return 1 when any is outside the tolerance."""
+    """`graphc gradcheck`: print a row per tensor with both sides' magnitudes; return 1 when any row
+    is outside the tolerance or not finite (tools/gradcheck.py defines the error)."""
+    check_options(args.eps, args.samples, args.tol, args.floor, args.batch)
     program = Program(check_file(args.file, args.model), dtype="float64", seed=args.seed)
     rows = gradcheck(program, random_feeds(program.graph, args.batch, args.seed), eps=args.eps,
-                     samples=args.samples, seed=args.seed)
+                     samples=args.samples, seed=args.seed, floor=args.floor)
     width = max([len(r.name) for r in rows] + [6])
-    print(f"{'tensor'.ljust(width)}  {'shape':<16} {'checked':>7}  {'max rel error':>13}  status")
+    print(f"{'tensor'.ljust(width)}  {'shape':<16} {'checked':>7}  {'max |analytic|':>14}  {'max |numeric|':>13}"
+          f"  {'max |diff|':>10}  {'max error':>9}  status")
     failed = 0
     for r in rows:
-        ok = r.max_rel_error <= args.tol
+        ok = r.ok(args.tol)
         failed += not ok
         shape = "[" + ", ".join(map(str, r.shape)) + "]"
-        print(f"{r.name.ljust(width)}  {shape:<16} {r.checked:>7}  {r.max_rel_error:>13.2e}  {'ok' if ok else 'FAIL'}")
-    print(f"{len(rows) - failed} of {len(rows)} tensors within tolerance {args.tol:g}")
+        status = "ok" if ok else "FAIL" + (f": {r.reason}" if r.reason else "")
+        print(f"{r.name.ljust(width)}  {shape:<16} {r.checked:>7}  {r.max_analytic:>14.3e}  {r.max_numeric:>13.3e}"
+              f"  {r.max_abs_error:>10.2e}  {r.max_error:>9.2e}  {status}")
+    print(f"{len(rows) - failed} of {len(rows)} tensors within tolerance {args.tol:g} "
+          f"(error |a - n| / max(|a| + |n|, {args.floor:g}), training mode, eps {args.eps:g})")
     return 1 if failed else 0
 
 
@@ -79,7 +98,7 @@ def fmt_command(args) -> int:
 def viz_command(args) -> int:
     """`graphc viz`: draw the graph to the output file; return 0."""
     graph = check_file(args.file, args.model)
-    warn(graph.warnings)
+    warn(graph.warnings, args.deny_warnings)
     how = viz(graph, args.output, backward=args.backward, numbered=args.plan, engine=args.layout)
     print(f"wrote {args.output}" + (f" (laid out by {how})" if how in ("Graphviz dot", "graphc") else ""))
     return 0
@@ -96,7 +115,7 @@ def bench_command(args) -> int:
     # Large activation buffers are freed and reallocated every step: keep them in the heap.
     retain_freed_memory()
     graph = check_file(args.file, args.model)
-    warn(graph.warnings)
+    warn(graph.warnings, args.deny_warnings)
     result = bench(Program(graph), args.batch, steps=args.steps, warmup=args.warmup, repeats=args.repeats,
                    threads=args.threads)
     print(json.dumps(result.to_json(), indent=2) if args.json else render(result))
@@ -104,14 +123,68 @@ def bench_command(args) -> int:
 
 
 def ops_command(args) -> int:
-    """`graphc ops`: list the registered ops with their signatures; return 0."""
-    for op in all_ops():
-        sig = ", ".join([*op.inputs, *(a.name if a.required else f"{a.name}={literal(a.default)}" for a in op.attrs)])
-        print(f"{op.family:<11} {op.name}({sig})")
+    """`graphc ops [NAME]`: list the registered ops with their signatures, or print one op's definition;
+    return 0 (GraphcError for an unknown name)."""
+    if args.name is None:
+        for op in all_ops():
+            print(f"{op.family:<11} {usage(op)}")
+        return 0
+    op = find(args.name)
+    if op is None:
+        raise GraphcError(f"no op called `{args.name}`",
+                          help=WRITTEN_OTHERWISE.get(args.name) or did_you_mean(args.name, all_names())
+                          or "`graphc ops` lists them all")
+    print(describe_op(op))
     return 0
 
 
-def warn(warnings) -> None:
-    """Print warnings (a graph's, then a Program's) to stderr, each printed once by its caller; return None."""
+def usage(op) -> str:
+    """Return an op's call as the language writes it, defaults in its syntax: `concat(x, ..., axis=0)`."""
+    parts = [*op.inputs, *(["..."] if op.variadic else [])]
+    parts += [a.name if a.required else f"{a.name}={literal(a.default)}" for a in op.attrs]
+    return f"{op.name}({', '.join(parts)})"
+
+
+def describe_op(op) -> str:
+    """Return the text `graphc ops NAME` prints: the definition (doc, with the PyTorch function it
+    follows and its tie rule), arguments, shape rule, gradient rule and parameters."""
+    lines = [f"{usage(op)}    ({op.family})", "", *_wrapped(op.doc, "  "), "", "arguments:"]
+    for name in op.inputs:
+        what = "tensor, repeated: one or more" if op.variadic else "tensor"
+        lines.append(f"  {name:<12} {what}{' (no gradient: a target)' if name in op.nondiff else ''}")
+    for a in op.attrs:
+        default = "required" if a.required else f"default {literal(a.default)}"
+        choices = f"; one of {', '.join(a.choices)}" if a.choices else ""
+        lines.append(f"  {a.name:<12} {a.kind}, {default}{choices}: {a.doc}".rstrip(": "))
+    if op.shape_doc:
+        lines.append(f"shape:         {op.shape_doc} (per sample; the batch axis is kept)")
+    lines.append(f"gradient:      {op.grad_rule}")
+    for p in op.params:
+        switch = " (optional)" if p.enabled is not None else ""
+        lines.append(f"parameter:     {p.role}{switch}, initialised by {p.init}"
+                     f"{'' if p.decay else ', no weight decay'}")
+    for s in op.state:
+        lines.append(f"state:         {s.role} (running, saved with the weights), starts at {literal(s.fill)}")
+    if op.other_names:
+        lines.append(f"other names:   {', '.join(op.other_names)}")
+    if op.expansion:
+        lines.append(f"with gates:    {op.expansion}")
+    return "\n".join(lines)
+
+
+def _wrapped(text: str, indent: str, width: int = 92) -> list[str]:
+    """Return text broken into lines of at most `width` characters, each indented."""
+    return textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=indent,
+                         break_long_words=False, break_on_hyphens=False)
+
+
+def warn(warnings, deny: bool = False) -> None:
+    """Print warnings (a graph's, then a Program's) to stderr, each printed once by its caller; return None.
+
+    With `deny` (`--deny-warnings`) any warning is an error instead: GraphcError carrying them all.
+    """
+    if deny and warnings:
+        note = Note("`--deny-warnings` turns every warning into an error")
+        raise GraphcError([Diagnostic("error", w.message, w.span, w.help, (*w.notes, note)) for w in warnings])
     for w in warnings:
         print(w.render(), file=sys.stderr)

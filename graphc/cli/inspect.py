@@ -2,7 +2,9 @@
 
 The batch is a dataset's first samples, or seeded standard-normal inputs
 (`--data random`, or a model without a train section); the weights are
-loaded (`--weights`) or freshly initialised (`--init`).
+loaded (`--weights`) or freshly initialised (`--init`). Activations and
+gradients are those of training mode (batch statistics, dropout: what a
+training step sees and minimises) unless `--eval-mode` asks for inference mode.
 """
 from __future__ import annotations
 
@@ -37,16 +39,18 @@ def inspect_command(args) -> int:
         feeds, source = random_feeds(program.graph, args.batch, cfg.seed), f"{args.batch} seeded standard-normal samples"
     else:
         data = TrainData.load(program, cfg, limit=args.batch)
-        feeds = {graph.inputs[0]: data.x_train[:args.batch], graph.labels[0]: data.y_train[:args.batch]}
-        source = f"{len(data.x_train[:args.batch])} samples of {data.name}"
+        feeds = {name: a[:args.batch] for name, a in data.train.items()}   # every input and label it binds
+        source = f"{min(args.batch, data.size('train'))} samples of {data.name}"
     if not wanted:
         wanted = ["activations", "gradients"] + (["filters"] if first_conv_filters(program) else [])
     init = format_call(*cfg.init)
-    title = f"{graph.model}: " + (f"weights {args.weights}" if args.weights else f"init {init}") + f", {source}"
+    mode = "eval mode" if args.eval_mode else "training mode"
+    title = (f"{graph.model}: " + (f"weights {args.weights}" if args.weights else f"init {init}")
+             + f", {source}" + (f", {mode}" if {"activations", "gradients"} & set(wanted) else ""))
     panels = []
     print(title)
     if "activations" in wanted:
-        stats = activation_stats(program, feeds)
+        stats = activation_stats(program, feeds, train=not args.eval_mode)
         print(activation_table(stats))
         panels.append(("activations", stats))
     if "filters" in wanted:
@@ -58,7 +62,7 @@ def inspect_command(args) -> int:
         if graph.objective is None:
             raise GraphcError(f"model `{graph.model}` has no objective, so no gradients",
                               help="declare `loss = ...`, or drop --gradients")
-        grads = gradient_stats(program, feeds)
+        grads = gradient_stats(program, feeds, train=not args.eval_mode)
         for name, g in grads.items():
             print(f"  mean |grad| {name:<20} {g:.3e}")
         panels.append(("gradients", grads))

@@ -21,6 +21,5 @@ def export_command(args) -> int:
 def import_command(args) -> int:
     """`graphc import`: write the ONNX model as a .nn file and its weights .npz; return 0."""
     nn_path, weights_path = import_file(args.file, out=args.output)
-    print(f"wrote {nn_path} and {weights_path}")
-    print(f"  graphc check {nn_path}    graphc run {nn_path} --weights {weights_path} --eval ...")
+    print(f"wrote {nn_path} and {weights_path} (give it to `graphc run` with --weights)")
     return 0

@@ -10,7 +10,9 @@ goes on quietly and writes all its files: a run is never lost because its
 progress lines had nowhere to go. A model without training (or with `--feed`) runs one
 forward and backward pass on fed or seeded random data and prints each
 output's value and the gradient of the objective with respect to every input,
-parameter and intermediate, in schedule order.
+parameter and intermediate, in schedule order. `--data` or `--epochs` on a
+model without a train section trains it with every setting at its default
+(a model without a loss, or with `--feed` too, is an error, never a silent pass).
 """
 from __future__ import annotations
 
@@ -21,16 +23,18 @@ from pathlib import Path
 import numpy as np
 
 from graphc.cli.commands import warn
-from graphc.diagnostics import GraphcError
+from graphc.diagnostics import Diagnostic, GraphcError
 from graphc.ops.kernels import retain_freed_memory
 from graphc.program import Program, check_file
+from graphc.runtime.execute import Executor, nonfinite_error
 from graphc.runtime.feeds import random_feeds
 from graphc.tensor_type import CLASS
 from graphc.training.batching import TrainData
 from graphc.training.checkpoint import load_weights
 from graphc.training.config import train_config
+from graphc.training.metrics import evaluate_feeds, format_metrics
 from graphc.training.outdir import prepare_out_dir
-from graphc.training.trainer import evaluate_split, format_metrics, train
+from graphc.training.trainer import train
 
 
 def run_command(args) -> int:
@@ -38,11 +42,22 @@ def run_command(args) -> int:
     # Large activation buffers are freed and reallocated every step: keep them in the heap.
     retain_freed_memory()
     graph = check_file(args.file, args.model)
-    warn(graph.warnings)
+    warn(graph.warnings, args.deny_warnings)
     if graph.train is not None and not args.feed and graph.loss is not None:
         return run_training(graph, args)
+    asked = [flag for flag, value in (("--data", args.data), ("--epochs", args.epochs)) if value is not None]
+    if asked:
+        # --data/--epochs ask for training: never feed random values instead and exit 0 as if it had trained.
+        if args.feed:
+            raise GraphcError(f"--feed runs one pass on the values given; it does not go with {' and '.join(asked)}",
+                              help="drop --feed to train, or drop " + " and ".join(asked) + " to run one pass")
+        if graph.loss is None:
+            raise GraphcError(f"{' and '.join(asked)} train a model, but `{graph.model}` has no loss",
+                              span=graph.model_span, help="declare `loss = ...` to train it")
+        # No train section: train with the defaults of every setting (see README, "Training").
+        return run_training(graph, args)
     program = Program(graph, dtype=args.dtype, seed=args.seed)
-    warn(program.warnings)
+    warn(program.warnings, args.deny_warnings)
     if args.weights:
         load_weights(program, args.weights)
     print(evaluate_once(program, parse_feeds(program, args.feed), seed=args.seed or 0))
@@ -63,7 +78,7 @@ def run_training(graph, args) -> int:
     if not args.eval:
         prepare_out_dir(out)   # a bad --out fails now, not after loading the data
     program = Program(graph, dtype=args.dtype, seed=cfg.seed, init=cfg.init)
-    warn(program.warnings)
+    warn(program.warnings, args.deny_warnings)
     weights = args.weights
     if args.eval and not weights:
         weights = out / "weights.npz"
@@ -76,13 +91,13 @@ def run_training(graph, args) -> int:
         load_weights(program, weights)
     if args.eval:
         # The evaluation is the command's result: printed even with --quiet.
-        if data.x_test is not None and len(data.x_test):
+        if data.size("test"):
             bar = None if args.quiet else "test"
-            print(f"test: {format_metrics(evaluate_split(program, data.x_test, data.y_test, bar=bar))}")
+            print(f"test: {format_metrics(evaluate_feeds(program, data.test, bar=bar))}")
         else:
-            # A .csv or an .npz without x_test has no test split: the training data is all there is.
+            # A .csv or an .npz without test arrays has no test split: the training data is all there is.
             print(f"train (no test split in {data.name}): "
-                  f"{format_metrics(evaluate_split(program, data.x_train, data.y_train))}")
+                  f"{format_metrics(evaluate_feeds(program, data.train))}")
         return 0
     say = _say_until_reader_leaves()
     result = train(program, cfg, data, out, resume=args.resume, say=None if args.quiet else say,
@@ -148,14 +163,20 @@ def evaluate_once(program, feeds: dict, *, seed: int = 0) -> str:
     lines = []
     if random_names:
         lines.append(f"(seeded random values for {', '.join(random_names)}; set them with --feed NAME=VALUE)")
-    outputs = program.run(feeds)
+    # NaN and overflow are named below, with the node that produced them; NumPy's warnings would
+    # only point into graphc's kernels.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        outputs = program.run(feeds)
+    if not all(np.all(np.isfinite(v)) for v in outputs.values()):
+        _warn_nonfinite(program, feeds)
     for name, value in outputs.items():
         lines.append(f"{name} = {_show(value)}")
     graph = program.graph
     if graph.objective is None:
         return "\n".join(lines)
     # The same mode as the outputs printed above (program.run): inference.
-    grads = program.gradients(feeds, train=False, intermediates=True)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        grads = program.gradients(feeds, train=False, intermediates=True)
     objective = "loss" if graph.loss else next(iter(graph.outputs))
     lines.append(f"gradient of {objective}:")
     order = [*graph.inputs, *[p for p in program.params if graph.params[p].role is None]]
@@ -165,6 +186,24 @@ def evaluate_once(program, feeds: dict, *, seed: int = 0) -> str:
         if name in grads:
             lines.append(f"  {name}: {_show(grads[name])}")
     return "\n".join(lines)
+
+
+def _warn_nonfinite(program, feeds: dict) -> None:
+    """Print a warning naming the first node (schedule order, inference mode) whose value is NaN or Inf."""
+    graph = program.graph
+    wanted = (*graph.outputs.values(), *([graph.loss] if graph.loss else []))
+    # Every step gets its own buffer, so an early node's values are not overwritten by a later one's.
+    executor = Executor(graph, program.executor(wanted, backward=False).plan.without_reuse(), program.dtype)
+    batch = next(iter(feeds.values())).shape[0] if feeds else 1
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        checked, _ = program.check_feeds(feeds, need_labels=False)
+        values = executor.forward(checked, program.params, dict(program.state), train=False,
+                                  rng=np.random.default_rng(0), batch=batch)
+    node = executor.first_nonfinite(values)
+    if node is not None:
+        error = nonfinite_error(graph, node, "on these inputs")
+        print("\n".join(Diagnostic("warning", d.message, d.span, d.help, d.notes).render()
+                        for d in error.diagnostics), file=sys.stderr)
 
 
 def _show(value) -> str:

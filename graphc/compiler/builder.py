@@ -21,16 +21,21 @@ from graphc.compiler.scope import (
     StatementNames,
     Symbol,
     Tensor,
+    nodes_at_least,
     span_of,
 )
-from graphc.diagnostics import Diagnostic, Note, did_you_mean
+from graphc.diagnostics import Note, did_you_mean
 from graphc.language import syntax as S
 from graphc.ops import AttrError, OpDef, all_names, find, literal, lookup, resolve_attrs
 from graphc.ops.init import check_initialiser
-from graphc.tensor_type import CLASS, MAX_ELEMENTS, TensorType, format_shape
+from graphc.ops.registry import WRITTEN_OTHERWISE
+from graphc.tensor_type import CLASS, MAX_ELEMENTS, MAX_RANK, TensorType, format_shape
 
 MAX_REPEAT = 10_000   # copies one `repeat` may make
 MAX_BLOCK_DEPTH = 50  # blocks using blocks: each level costs stack frames while building
+# Nodes one model may have: blocks that use a block twice per level double the model each level
+# (20 levels: a million nodes), which would take minutes and gigabytes to build and check.
+MAX_NODES = 200_000
 
 
 class Builder(Evaluator):
@@ -40,15 +45,7 @@ class Builder(Evaluator):
         super().__init__(diagnostics)
         self.graph, self.blocks = graph, blocks
         self.taken: set[str] = set()
-        self._warned: set = set()
-        self.defined_nodes: list[tuple[str, str, object]] = []  # (node, kind, span) for unused warnings
-
-    def warning(self, message, span, help=None):
-        """Record a warning on the graph, once."""
-        key = (message, span.start if span else None)
-        if key not in self._warned:
-            self._warned.add(key)
-            self.graph.warnings.append(Diagnostic("warning", message, span, help))
+        self.block_nodes: dict[str, int] = {}   # nodes_at_least, memoised per block
 
     def unique(self, name: str) -> str:
         """Return `name`, or `name_2`, `name_3`, ... if it is taken; and take it."""
@@ -61,18 +58,13 @@ class Builder(Evaluator):
 
     # ---- model and bodies --------------------------------------------------------
     def model(self, model: S.Model) -> None:
-        """Build the nodes of a model's body, then check its interface."""
+        """Build the nodes of a model's body, then check its interface (compiler/lint.py finds unused names)."""
         scope = Scope("", {}, (), "", ())
         self.body(model.body, scope, in_block=False)
         g = self.graph
         if not g.inputs and not self.diagnostics.has_errors:
             self.error(f"model `{model.name}` has no inputs", model.name_span,
                        help="declare the data it reads, e.g. `input x: [784]`")
-        used_outputs = set(g.outputs.values()) | ({g.loss} if g.loss else set())
-        for node, what, span in self.defined_nodes:
-            if node in g.nx and g.nx.out_degree(node) == 0 and node not in used_outputs:
-                self.warning(f"{what} `{node}` is never used", span,
-                             help="use it, make it an `output`, or delete it")
 
     def body(self, body, scope: Scope, *, in_block: bool, return_prefix: str = "",
              value_name: str = ""):
@@ -129,7 +121,7 @@ class Builder(Evaluator):
             node = self.unique(full)
             g.add(Node(node, kind, span=stmt.span, trace=scope.trace, block=scope.block, declared=declared))
             (g.inputs if kind == "input" else g.labels).append(node)
-            self.defined_nodes.append((node, kind, stmt.name_span))
+            g.definitions.append((node, kind, stmt.name_span))
             scope.env[stmt.name] = Tensor(node)
             return
         if isinstance(stmt, S.ParamDecl):
@@ -158,7 +150,7 @@ class Builder(Evaluator):
             if stmt.name == "loss" and not in_block:
                 g.loss, g.loss_span = value.node, stmt.span
         elif isinstance(value, Tensor) and value.node == full:
-            self.defined_nodes.append((full, "definition", stmt.name_span))
+            g.definitions.append((full, "definition", stmt.name_span))
 
     def declared_type(self, stmt, scope) -> TensorType | None:
         """Return the type an input or label declaration writes, or None after an error."""
@@ -184,6 +176,10 @@ class Builder(Evaluator):
                            help="a shape lists sizes per sample, e.g. [1, 28, 28]; `[]` is a scalar")
                 return None
             dims.append(v)
+        if len(dims) > MAX_RANK:
+            self.error(f"a shape with {len(dims)} axes has too many (the limit is {MAX_RANK})", shape.span, scope,
+                       help="NumPy arrays hold at most 64 axes; flatten some")
+            return None
         if math.prod(dims) > MAX_ELEMENTS:
             self.error(f"a tensor of shape {format_shape(tuple(dims))} is too large", shape.span, scope,
                        help=f"graphc's limit is {MAX_ELEMENTS:,} elements per tensor")
@@ -225,7 +221,7 @@ class Builder(Evaluator):
                             declared=TensorType(shape, batched=False)))
         self.graph.params[node] = ParamInfo(node, shape, init, init_args, (fan_in, fan_out), decay,
                                             not given_init, node, None, stmt.span)
-        self.defined_nodes.append((node, "parameter", stmt.name_span))
+        self.graph.definitions.append((node, "parameter", stmt.name_span))
         scope.env[stmt.name] = Tensor(node)
 
     # ---- values that need nodes ---------------------------------------------------
@@ -243,6 +239,9 @@ class Builder(Evaluator):
             self.error(f"`repeat {count}` makes too many copies (at most {MAX_REPEAT:,})", span_of(link.count),
                        scope, help="stack fewer copies")
             return POISON
+        block = self.blocks.get(link.call.func)
+        self.within_budget(count * (nodes_at_least(block, self.blocks, self.block_nodes) if block else 1),
+                           link.span, scope)
         value = piped
         for i in range(count):
             value = self.call(link.call, scope, names, (value, piped_span), rep=(link, i, i == count - 1))
@@ -258,7 +257,7 @@ class Builder(Evaluator):
         op = find(call.func)
         if op is None:
             self.error(f"unknown op `{call.func}`", call.func_span, scope,
-                       help=did_you_mean(call.func, [*all_names(), *self.blocks])
+                       help=WRITTEN_OTHERWISE.get(call.func) or did_you_mean(call.func, [*all_names(), *self.blocks])
                        or "see `graphc ops` for the list of ops")
             return POISON
         return self.apply(call, op.name, args, keywords, scope, names, rep, op)
@@ -351,6 +350,7 @@ class Builder(Evaluator):
             owner = names.owner(key, rep_index, last)
             params = {p.role: self.unique(f"{owner}.{p.role}") for p in op.active_params(attrs)}
         graph = self.graph
+        self.within_budget(1, syntax.span, scope)
         graph.add(Node(node, "op", op=op, inputs=tuple(input_nodes), attrs=attrs, span=syntax.span,
                        trace=scope.trace, block=scope.block, params=params, arg_spans=arg_spans))
         # One edge per distinct input, listing the input slots it feeds (the node is new: no edges yet).
@@ -360,6 +360,14 @@ class Builder(Evaluator):
         for src, feeds in slots.items():
             graph.nx.add_edge(src, node, slots=feeds)
         return Tensor(node)
+
+    def within_budget(self, adding: int, span, scope) -> None:
+        """Return None when `adding` more nodes stay within MAX_NODES; else record the error and raise it."""
+        if self.graph.nx.number_of_nodes() + adding > MAX_NODES:
+            self.error(f"the model would grow past {MAX_NODES:,} nodes, graphc's limit", span, scope,
+                       help="a block that uses a block twice doubles the model at each level; "
+                            "use fewer levels or copies")
+            self.diagnostics.raise_if_errors()   # stop now: building on would take minutes
 
     def _input_node(self, value, const_name: str, span, scope) -> str | None:
         """Return the node an input reads: a tensor's node, or a new const node for a number."""
@@ -389,6 +397,7 @@ class Builder(Evaluator):
             self.error(f"blocks nested more than {MAX_BLOCK_DEPTH} deep", call.span, scope,
                        help="flatten the chain of blocks that use blocks")
             return POISON
+        self.within_budget(nodes_at_least(block, self.blocks, self.block_nodes), call.span, scope)
         formal = [p.name for p in block.params]
         if len(args) > len(formal):
             self.error(f"block `{block.name}` takes {len(formal)} arguments ({', '.join(formal)}), "

@@ -107,13 +107,14 @@ class Graph:
     train_section: object = None                     # the chosen syntax.Train (build), None without one
     model_span: Span | None = None
     warnings: list[Diagnostic] = field(default_factory=list)
+    # (node, "input" | "label" | "parameter" | "definition", the name's span): what compiler/lint.py checks is used
+    definitions: list[tuple[str, str, Span]] = field(default_factory=list)
     # (node and edge count, order): the cached topological order and the graph size it was computed for
     _order: tuple | None = field(default=None, repr=False, compare=False)
 
     def add(self, node: Node) -> Node:
         """Add a node (without edges) and return it; only the builder adds nodes."""
         self.nx.add_node(node.name, node=node)
-        self._order = None
         return node
 
     def node(self, name: str) -> Node:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from graphc.compiler.graph import Graph, ParamInfo, StateInfo, trace_notes
 from graphc.diagnostics import Diagnostic, Diagnostics
 from graphc.ops.init import fans
-from graphc.tensor_type import CLASS, MAX_ELEMENTS, ShapeError, TensorType, format_shape, num_elements
+from graphc.tensor_type import CLASS, MAX_ELEMENTS, MAX_RANK, ShapeError, TensorType, format_shape, num_elements
 
 # The most elements one tensor may hold (per sample, or in total for a parameter):
 # 2**40 float32 values are 4 TiB, far beyond any model graphc can run, and every
@@ -24,15 +24,20 @@ def infer(graph: Graph, diagnostics: Diagnostics) -> Graph:
     params, state = graph.params, graph.state
     reported = set()   # a block used twice makes the same mistake twice: report it once
 
-    def report(message, span, help, node):
-        key = (message, span.source.path, span.start) if span is not None else (message, node.name)
+    def report(message, span, help, node, level="error"):
+        key = (level, message, span.source.path, span.start) if span is not None else (level, message, node.name)
         if key not in reported:
             reported.add(key)
-            diagnostics.add(Diagnostic("error", message, span, help, trace_notes(node)))
+            diagnostic = Diagnostic(level, message, span, help, trace_notes(node))
+            if level == "warning":
+                graph.warnings.append(diagnostic)   # on the graph, like the builder's: a clean check keeps them
+            else:
+                diagnostics.add(diagnostic)
 
     types: dict[str, TensorType] = {}   # node name -> its inferred type (absent: not typed)
+    node_of = graph.node
     for name in graph.topological_order():
-        node = graph.node(name)
+        node = node_of(name)
         if node.kind != "op":
             node.type = types[name] = node.declared
             continue
@@ -52,15 +57,19 @@ def infer(graph: Graph, diagnostics: Diagnostics) -> Graph:
             continue
         active = op.active_params(op_attrs) if op.params else ()
         param_shapes = [tuple(int(d) for d in spec.shape(in_types, op_attrs)) for spec in active]
-        too_large = num_elements(out_type.shape) > MAX_ELEMENTS
-        for shape in param_shapes:
-            too_large = too_large or num_elements(shape) > MAX_ELEMENTS
-        if too_large:
+        if len(out_type.shape) > MAX_RANK:
+            report(f"{op.name}: the result would have {len(out_type.shape)} axes per sample; the limit is {MAX_RANK}",
+                   node.span, "NumPy arrays hold at most 64 axes; flatten some with reshape", node)
+            continue
+        if any(num_elements(shape) > MAX_ELEMENTS for shape in (out_type.shape, *param_shapes)):
             # Sizes are Python ints here, but NumPy (summary, init, run) needs them to fit int64.
             report(f"{op.name}: a tensor here would hold more than {MAX_ELEMENTS:,} elements", node.span,
                    "check the sizes given; that is graphc's limit per tensor", node)
             continue
         types[name] = out_type
+        for warning in op.warn_rule(in_types, op_attrs, out_type) if op.warn_rule is not None else ():
+            span = node.arg_spans.get(warning.arg, node.span) if warning.arg is not None else node.span
+            report(warning.message, span, warning.help, node, level="warning")
         edges = pred[name]
         for src in set(node.inputs):
             edges[src]["type"] = types[src]

@@ -231,3 +231,33 @@ def path_back(start: str, goal: str, refs: dict) -> list[str] | None:
         for nxt in refs.get(name, ()):
             stack.append((nxt, path + [nxt]))
     return None
+
+
+def nodes_at_least(block, blocks: dict, memo: dict, open_blocks: frozenset = frozenset()) -> int:
+    """Return a lower bound on the op nodes one use of `block` adds: each op call counts 1, each
+    block call its own bound, times a `repeat`'s written count (1 when the count is an argument).
+
+    The builder compares it with its node budget before inlining, so a block that doubles per
+    level is refused at once instead of after minutes of building. Memoised in `memo` by name;
+    a block that uses itself counts 0 there (the builder reports the cycle).
+    """
+    if block.name in memo:
+        return memo[block.name]
+    calls: list = []
+    for stmt in block.body:
+        value = getattr(stmt, "value", None)
+        if value is not None:
+            post_order(value, calls)
+    total = 0
+    for call in calls:
+        func = func_name(call)
+        each = 1
+        if func in blocks:
+            inner = blocks[func]
+            each = 0 if inner.name in open_blocks else nodes_at_least(inner, blocks, memo, open_blocks | {block.name})
+        count = 1
+        if isinstance(call, S.Repeat) and isinstance(call.count, S.Number) and isinstance(call.count.value, int):
+            count = max(call.count.value, 1)
+        total += count * each
+    memo[block.name] = total
+    return total

@@ -96,6 +96,9 @@ def explain(error: UnexpectedInput, source: SourceFile, text: str, words: dict[s
             if tok.type in ("NAME", "NUMBER", "INT_NUMBER"):
                 message = f"unexpected {words[tok.type].split(' ', 1)[1]} `{_shown(tok.value)}`"
         expected = set(error.accepts or error.expected)
+        if tok.type == "COMMA" and open_brackets and open_brackets[0].value == "(":
+            # A comma inside a grouping `(`: a Python tuple such as `kernel=(3, 5)`.
+            return _tuple(source, text, open_brackets[0].start_pos, span)
         if tok.type == "NAME":
             # A misspelt keyword (`mdel m {`): suggest the keyword the parser wanted.
             keywords = [words[t].strip("`") for t in expected if words.get(t, "")[1:-1].isalpha()]
@@ -117,6 +120,27 @@ def explain(error: UnexpectedInput, source: SourceFile, text: str, words: dict[s
         expected = set(getattr(error, "accepts", None) or getattr(error, "expected", ()) or ())
     return Diagnostic("error", message, span, _expected_help(expected, words),
                       _unclosed_note(source, text, offset, open_brackets))
+
+
+def _tuple(source: SourceFile, text: str, start: int, comma: Span) -> Diagnostic:
+    """Return the diagnostic of a tuple `(3, 5)` (the language has lists): the help shows it as a list."""
+    depth, end = 0, None
+    for i in range(start, len(text)):
+        if text[i] in "([{":
+            depth += 1
+        elif text[i] in ")]}":
+            depth -= 1
+            if depth == 0:
+                end = i if text[i] == ")" else None
+                break
+        elif text[i] == "\n":
+            break
+    if end is None:
+        return Diagnostic("error", "unexpected `,` inside `( )`", comma,
+                          "there are no tuples: a list of values is written in [ ], e.g. [3, 5]")
+    written = _shown(text[start:end + 1])
+    return Diagnostic("error", f"`{written}` is a tuple; the language has lists, not tuples", Span(source, start, end + 1),
+                      f"write a list: `{_shown('[' + text[start + 1:end] + ']')}`")
 
 
 _CONTINUES = re.compile(r"(->|[-+*/@,=(\[])[ \t\f]*(#[^\n]*)?\Z")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from lark import Token
 
+from graphc.diagnostics import GraphcError
 from graphc.language import syntax as S
 from graphc.source import SourceFile, Span
 
@@ -21,6 +22,11 @@ from graphc.source import SourceFile, Span
 # or `-(-(-x))` into a crash, so it is a diagnostic instead. A level is a node of
 # lark's parse tree (start = 1, an item = 2, a statement = 3; parentheses add none).
 MAX_DEPTH = 200
+
+
+# A number literal longer than this is a diagnostic: Python refuses to convert an integer of
+# more than 4,300 digits (a ValueError), and a megabyte literal would be echoed in messages.
+MAX_NUMBER_CHARS = 100
 
 
 def _number(text: str) -> int | float:
@@ -84,6 +90,14 @@ class ToSyntax:
 
     def _tok(self, tok: Token) -> Span:
         return Span(self.source, tok.start_pos, tok.end_pos)
+
+    def _number_node(self, tok: Token) -> S.Number:
+        """Return the Number a literal token spells; GraphcError (at the literal) past MAX_NUMBER_CHARS."""
+        if len(tok.value) > MAX_NUMBER_CHARS:
+            raise GraphcError(f"a number literal of {len(tok.value):,} characters is too long "
+                              f"(the limit is {MAX_NUMBER_CHARS})", span=self._tok(tok),
+                              help="write large or precise values with an exponent, e.g. 1e30")
+        return S.Number(_number(tok.value), tok.value, self._tok(tok))
 
     def _statement(self, stmt):
         """Note `stmt` if it holds a subtree deeper than MAX_DEPTH levels; return it."""
@@ -207,7 +221,7 @@ class ToSyntax:
         tok = children[0]
         if tok.type == "NAME":
             return S.Name(tok.value, self._tok(tok))
-        return S.Number(_number(tok.value), tok.value, self._tok(tok))
+        return self._number_node(tok)
 
     def call(self, children):
         name = children[0]
@@ -233,7 +247,7 @@ class ToSyntax:
 
     def number(self, children):
         tok = children[0]
-        return S.Number(_number(tok.value), tok.value, self._tok(tok))
+        return self._number_node(tok)
 
     def name(self, children):
         tok = children[0]

@@ -1,14 +1,14 @@
 """The ops: the registry (registry.py), attribute handling (attrs.py) and the op families.
 
 Importing this package registers every op: each family module (gates, reduce,
-shape, layers, pooling, activations, norm, losses, regularize) calls
+shape, slicing, layers, pooling, activations, norm, losses, regularize) calls
 `registry.register` for its ops at import. This module re-exports the
 registry's and attrs' public names, so callers write `from graphc.ops import lookup`.
 See registry.py for the kernel contract an op's forward and backward follow.
 """
 from __future__ import annotations
 
-from graphc.ops import activations, gates, layers, losses, norm, pooling, reduce, regularize, shape  # noqa: F401
+from graphc.ops import activations, gates, layers, losses, norm, pooling, reduce, regularize, shape, slicing  # noqa: F401
 from graphc.ops.attrs import AttrError, literal, resolve_attrs
 from graphc.ops.registry import (
     ATTR_KINDS,

@@ -32,13 +32,15 @@ def _per_element(cost: int):
 
 def _activation(name, forward, backward, grad_rule, doc, *, saves="inputs", domain="normal",
                 expansion=None, attrs=(), params=(), cost=1, samples=_SAMPLES, returns_view=False,
-                shape_rule=_same_shape, inplace=False):
+                shape_rule=_same_shape, inplace=False, zero_grad=False):
     """Register one activation op and return its OpDef."""
     return register(OpDef(
         name=name, family="activation", inputs=("x",), shape_rule=shape_rule, forward=forward,
+        shape_doc="x -> the same shape",
         backward=backward, flops=_per_element(cost), grad_rule=grad_rule, doc=doc,
         samples=samples, attrs=attrs, params=params, saves=saves, domain=domain,
-        expansion=expansion, returns_view=returns_view, inplace=inplace))
+        expansion=expansion, returns_view=returns_view, inplace=inplace,
+        zero_grad=frozenset({"x"}) if zero_grad else frozenset()))
 
 
 # ---- identity and step ---------------------------------------------------------
@@ -65,7 +67,7 @@ _activation(
     "Heaviside step: 1 where x > 0, else 0 (torch.heaviside(x, 0)). Its derivative is 0 "
     "everywhere it exists (and undefined at 0), so no gradient flows through it: this is why "
     "a perceptron built from step units cannot be trained by backpropagation.",
-    saves="none", domain="distinct")
+    saves="none", domain="distinct", zero_grad=True)
 
 
 # ---- sigmoid and tanh ----------------------------------------------------------
@@ -85,7 +87,7 @@ def _sigmoid_forward(ctx, x):
 def _sigmoid_backward(ctx, g, args, out):
     if not ctx.needs[0]:
         return [None]
-    grad = np.subtract(1, out)
+    grad = np.asarray(np.subtract(1, out))   # an array even for a 0-d output (out= below)
     np.multiply(grad, out, out=grad)
     np.multiply(grad, g, out=grad)
     return [grad]
@@ -101,7 +103,7 @@ _activation(
 def _tanh_backward(ctx, g, args, out):
     if not ctx.needs[0]:
         return [None]
-    grad = np.multiply(out, out)
+    grad = np.asarray(np.multiply(out, out))   # an array even for a 0-d output (out= below)
     np.subtract(1, grad, out=grad)
     np.multiply(grad, g, out=grad)
     return [grad]
@@ -169,7 +171,7 @@ _activation(
 def _elu_forward(ctx, x):
     # expm1 of min(x, 0): never overflows and keeps precision near 0.
     alpha = ctx.attrs["alpha"]
-    neg = np.expm1(np.minimum(x, 0))
+    neg = np.asarray(np.expm1(np.minimum(x, 0)))   # an array even for a 0-d x (out= below)
     np.multiply(neg, alpha, out=neg)
     np.copyto(ctx.out, x)
     np.copyto(ctx.out, neg, where=x <= 0)
@@ -180,7 +182,7 @@ def _elu_backward(ctx, g, args, out):
     if not ctx.needs[0]:
         return [None]
     (x,) = args
-    slope = np.exp(np.minimum(x, 0))
+    slope = np.asarray(np.exp(np.minimum(x, 0)))   # an array even for a 0-d x (out= below)
     np.multiply(slope, ctx.attrs["alpha"], out=slope)
     return [np.where(x > 0, g, g * slope)]
 
@@ -213,7 +215,8 @@ def _prelu_slope_shape(in_types, attrs) -> tuple[int, ...]:
 def _slope_view(ctx, slope):
     """Return the slope shaped to broadcast over the channel axis (per-sample dim 0)."""
     rank = ctx.in_types[0].rank
-    return slope.reshape(slope.shape + (1,) * (rank - 1)) if ctx.attrs["per_channel"] else slope
+    # The shared slope is viewed 0-d: its stored shape (1,) would widen a 0-d input to (1,).
+    return slope.reshape(slope.shape + (1,) * (rank - 1)) if ctx.attrs["per_channel"] else slope.reshape(())
 
 
 def _prelu_forward(ctx, x, slope):

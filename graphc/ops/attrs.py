@@ -58,7 +58,8 @@ def resolve_attrs(op: OpDef, given: dict) -> dict:
             raise AttrError(a.name, f"`{op.name}` needs the argument `{a.name}`")
         else:
             resolved[a.name] = a.default if a.default is None else _normalise(op, a, a.default)
-    return resolved
+    # Attributes that depend on each other (pad=same needs the kernel): the op's own rule.
+    return op.resolve(resolved) if op.resolve is not None else resolved
 
 
 def _bad(op: OpDef, a: Attr, value, expected: str) -> AttrError:
@@ -105,9 +106,11 @@ def _normalise(op: OpDef, a: Attr, value):
                             + ", ".join(a.choices) + f"; got `{value}`")
         return value
     if kind == "pair":
+        if isinstance(value, str) and value in a.choices:
+            return value     # a name the op's `resolve` turns into numbers (pad=same)
         items = list(value) if isinstance(value, (list, tuple)) else [value, value]
-        if len(items) != 2:
-            raise _bad(op, a, value, "one integer or a list of two")
+        if len(items) != 2 or isinstance(value, str):
+            raise _bad(op, a, value, "one integer or a list of two" + "".join(f" or `{c}`" for c in a.choices))
         return tuple(_number(op, a, value, v, True) for v in items)
     if kind == "ints":
         return _integers(op, a, value if isinstance(value, (list, tuple)) else [value], "a list of integers")

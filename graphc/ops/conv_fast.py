@@ -1,7 +1,9 @@
 """The fast conv path: column matrices in three layouts (wide, narrow, row), pooled scratch.
 
 Input: NCHW arrays and a `ColumnGeometry` built from planned shapes (the output
-size always comes from kernels.conv_out_size, through the shape rules). Output:
+size always comes from kernels.conv_out_size, through the shape rules; a floored
+size leaves the last input rows or columns unread: only the discarded results of
+wide columns touch them, and col2im leaves their gradient zero). Output:
 column matrices for conv's one GEMM, input gradients and the GEMM results laid
 out as NCHW. Nothing here knows about graphs. This is the registered conv
 kernel's machinery (ops/layers.py); ops/im2col.py holds the textbook version it
@@ -169,7 +171,7 @@ def im2col(x: np.ndarray, geo: ColumnGeometry, ones_row: bool = False, rows_only
         cols = POOL.take("cols+1", (rows + 1, geo.cols), x.dtype, _with_ones_row)
     else:
         cols = POOL.take("cols", (rows, geo.cols), x.dtype)
-    pooled = bool(geo.ph or geo.pw or geo.wide)
+    pooled = geo.padded or geo.wide
     if pooled:
         # Only the interior is ever written, so the pooled buffer's border stays zero.
         flat = _padded_flat(geo, x.dtype, "padded")
@@ -239,7 +241,7 @@ def col2im_rows(sums: np.ndarray, geo: ColumnGeometry) -> np.ndarray:
 def _gradient_flat(geo: ColumnGeometry, dtype) -> np.ndarray:
     """A zeroed flat (N, C, Hp, Wp) buffer plus slack for col2im's sums: pooled when padded
     (the interior is copied out), fresh otherwise (it is the result)."""
-    if geo.ph or geo.pw:
+    if geo.padded:
         flat = _padded_flat(geo, dtype, "dpadded")
         flat.fill(0)
         return flat
@@ -248,7 +250,7 @@ def _gradient_flat(geo: ColumnGeometry, dtype) -> np.ndarray:
 
 def _image_of(flat: np.ndarray, geo: ColumnGeometry) -> np.ndarray:
     """Return the input gradient held in a `_gradient_flat` buffer (and pool the buffer)."""
-    if geo.ph or geo.pw:
+    if geo.padded:
         dx = _interior(flat, geo).copy()
         POOL.give(("dpadded", geo.hp, geo.wp, geo.ph, geo.pw), flat)
         return dx

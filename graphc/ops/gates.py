@@ -52,6 +52,7 @@ def _binary(name, ufunc, backward, grad_rule, doc, saves="inputs", domain="norma
 
     return register(OpDef(
         name=name, family="gate", inputs=("a", "b"), shape_rule=_binary_shape,
+        shape_doc="a, b -> their broadcast shape (NumPy rules on per-sample shapes)",
         forward=forward, backward=backward, flops=_elementwise_flops, grad_rule=grad_rule,
         doc=doc, samples=_BINARY_SAMPLES, saves=saves, domain=domain, expansion=expansion))
 
@@ -137,6 +138,7 @@ def _unary_shape(in_types, attrs):
 def _unary(name, forward, backward, grad_rule, doc, saves, domain="normal"):
     return register(OpDef(
         name=name, family="gate", inputs=("x",), shape_rule=_unary_shape, forward=forward,
+        shape_doc="x -> the same shape",
         backward=backward, flops=_elementwise_flops, grad_rule=grad_rule, doc=doc,
         samples=(Sample(((3, 4),)), Sample(((),)), Sample(((2, 3, 5),))), saves=saves,
         domain=domain))
@@ -231,6 +233,7 @@ def _matmul_backward(ctx, g, args, out):
 
 register(OpDef(
     name="matmul", family="gate", inputs=("a", "b"), shape_rule=_matmul_shape,
+    shape_doc="a [..., n, k] @ b [..., k, m] -> [..., n, m] (torch.matmul's rules per sample)",
     forward=_matmul_forward, backward=_matmul_backward, flops=_matmul_flops,
     grad_rule="matmul: g @ b^T and a^T @ g",
     doc="Matrix product with NumPy/torch.matmul semantics on per-sample shapes: 1-D operands "

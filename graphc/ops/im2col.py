@@ -1,7 +1,8 @@
 """Conv as the textbook writes it: im2col, one GEMM, col2im; and the window views pooling uses.
 
 Input: NCHW arrays and a `Geometry` built from planned shapes (the output size
-always comes from kernels.conv_out_size, through the shape rules). Output:
+always comes from kernels.conv_out_size, through the shape rules; floored sizes
+leave the last input rows unread, and their gradient is zero). Output:
 column matrices, input gradients, a reference conv forward/backward, and views
 of the (padded) input under one kernel offset. Nothing here knows about graphs.
 
@@ -39,16 +40,28 @@ class Geometry:
     pw: int
     oh: int
     ow: int
+    eh: int = 0   # extra padding rows after the input: pooling's ceil_mode lets the last window hang over
+    ew: int = 0   # extra padding columns after the input
+
+    def __post_init__(self):
+        # The planned output size decides the windows; none may read past the padded input.
+        if (self.oh - 1) * self.sh + self.kh > self.hp or (self.ow - 1) * self.sw + self.kw > self.wp:
+            raise ValueError(f"the windows of {self} reach past the padded input")
 
     @property
     def hp(self) -> int:
         """Padded input height."""
-        return self.h + 2 * self.ph
+        return self.h + 2 * self.ph + self.eh
 
     @property
     def wp(self) -> int:
         """Padded input width."""
-        return self.w + 2 * self.pw
+        return self.w + 2 * self.pw + self.ew
+
+    @property
+    def padded(self) -> bool:
+        """True when the input gets any padding (on any side)."""
+        return bool(self.ph or self.pw or self.eh or self.ew)
 
     @property
     def rows(self) -> int:
@@ -63,14 +76,21 @@ class Geometry:
 
 
 def geometry(x_shape: tuple[int, ...], attrs: dict, out_hw: tuple[int, int], kernel: tuple[int, int]) -> Geometry:
-    """Return the Geometry of an (N, C, H, W) input, a kernel, the op's stride/pad and its planned output size."""
+    """Return the Geometry of an (N, C, H, W) input, a kernel, the op's stride/pad and its planned output size.
+
+    Floored sizes leave the end of the input unread; a ceil_mode pool's last window may hang
+    over the padding: that window gets extra padding after the input (eh, ew), as PyTorch's.
+    """
     n, c, h, w = x_shape
-    return Geometry(n, c, h, w, *kernel, *attrs["stride"], *attrs["pad"], *out_hw)
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = kernel, attrs["stride"], attrs["pad"], out_hw
+    eh = max(0, (oh - 1) * sh + kh - (h + 2 * ph))
+    ew = max(0, (ow - 1) * sw + kw - (w + 2 * pw))
+    return Geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow, eh, ew)
 
 
 def pad_input(x: np.ndarray, geo: Geometry, fill: float) -> np.ndarray:
     """Return x itself without padding, else a padded copy filled with `fill` (-inf for max, 0 for average)."""
-    if not (geo.ph or geo.pw):
+    if not geo.padded:
         return x
     padded = np.full((geo.n, geo.c, geo.hp, geo.wp), fill, x.dtype)
     padded[:, :, geo.ph:geo.ph + geo.h, geo.pw:geo.pw + geo.w] = x
@@ -85,7 +105,7 @@ def window(a: np.ndarray, geo: Geometry, i: int, j: int) -> np.ndarray:
 
 def unpad(grad: np.ndarray, geo: Geometry) -> np.ndarray:
     """Return the gradient of the unpadded input from the gradient of the padded one."""
-    if not (geo.ph or geo.pw):
+    if not geo.padded:
         return grad
     return grad[:, :, geo.ph:geo.ph + geo.h, geo.pw:geo.pw + geo.w].copy()
 

@@ -4,7 +4,8 @@ linear is one GEMM over every leading axis; conv is im2col plus one GEMM, its
 input gradient a col2im over kernel offsets. The registered conv kernel runs on
 the fast column layouts of conv_fast.py (see its docstring for why); im2col.py
 holds the textbook reference it is tested against. Shapes are per sample: conv
-takes [channels, height, width]; its output size comes from kernels.conv_out_size.
+takes [channels, height, width]; its output size comes from kernels.conv_out_size
+(floor rounding, as PyTorch).
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ from graphc.ops.conv_fast import (
     shifted_gradients,
     to_columns,
 )
-from graphc.ops.kernels import conv_out_size, image_shape, image_type
-from graphc.ops.registry import Attr, OpDef, ParamSpec, Sample, register
+from graphc.ops.kernels import conv_out_size, dropped_rows_warning, image_shape, image_type, same_pad
+from graphc.ops.registry import Attr, OpDef, OpWarning, ParamSpec, Sample, register
 from graphc.tensor_type import ShapeError, float_inputs
 
 
@@ -73,6 +74,7 @@ def _linear_flops(in_types, out_type, attrs):
 
 register(OpDef(
     name="linear", family="layer", inputs=("x",), other_names=("affine",),
+    shape_doc="[..., in] -> [..., units]",
     shape_rule=_linear_shape, forward=_linear_forward, backward=_linear_backward,
     flops=_linear_flops, grad_rule="linear: g @ W^T, x^T @ g, sum of g",
     doc="Affine map of the last axis: x @ weight + bias with weight [in, units] "
@@ -98,6 +100,17 @@ def _conv_shape(in_types, attrs):
     oh = conv_out_size(h, kh, sh, ph, what="conv output height")
     ow = conv_out_size(w, kw, sw, pw, what="conv output width")
     return x.with_shape((attrs["filters"], oh, ow))
+
+
+def _conv_warnings(in_types, attrs, out_type):
+    """A warning when the floor of the output size leaves input rows or columns unread."""
+    dropped = dropped_rows_warning("conv", in_types[0].shape[1:], attrs["kernel"], attrs["stride"], attrs["pad"],
+                                   out_type.shape[1:])
+    return [OpWarning(*dropped)] if dropped else []
+
+
+def _conv_resolve(attrs):
+    return same_pad(attrs, "kernel", attrs["stride"])
 
 
 def _conv_geometry(ctx, a):
@@ -219,15 +232,19 @@ def _conv_weight_shape(in_types, attrs):
 
 register(OpDef(
     name="conv", family="layer", inputs=("x",), shape_rule=_conv_shape,
+    shape_doc="[C, H, W] -> [filters, floor((H + 2*pad - kernel) / stride) + 1, the same for W]",
+    warn_rule=_conv_warnings, resolve=_conv_resolve,
     forward=_conv_forward, backward=_conv_backward, flops=_conv_flops,
     grad_rule="fused conv: GEMM with the im2col columns; col2im over kernel offsets",
     doc="2-D cross-correlation with zero padding, as torch.nn.functional.conv2d(x, weight, bias, "
         "stride, padding): weight [filters, channels, kh, kw]; output size "
-        "(H + 2*pad - kernel) / stride + 1, which must be a whole number.",
+        "floor((H + 2*pad - kernel) / stride) + 1, at least 1 (`check` warns when the floor leaves input "
+        "rows unread). pad=same keeps the size at stride 1 (odd kernels).",
     attrs=(Attr("filters", "int", doc="output channels", minimum=1),
            Attr("kernel", "pair", (3, 3), "kernel size: an integer or [height, width]", minimum=1),
            Attr("stride", "pair", (1, 1), "step between windows: an integer or [height, width]", minimum=1),
-           Attr("pad", "pair", (0, 0), "zeros added on each side: an integer or [height, width]", minimum=0),
+           Attr("pad", "pair", (0, 0), "zeros added on each side: an integer, [height, width] or same "
+                "(stride 1, odd kernel: the output keeps the input's size)", minimum=0, choices=("same",)),
            Attr("bias", "bool", True, "add a learnable bias per filter")),
     params=(ParamSpec("weight", _conv_weight_shape, "he", layout="conv"),
             ParamSpec("bias", lambda t, a: (a["filters"],), "zeros", decay=False,
@@ -238,4 +255,7 @@ register(OpDef(
              Sample(((1, 6, 7),), {"filters": 2, "kernel": [2, 3], "stride": [1, 2], "pad": 1}),
              Sample(((2, 5, 5),), {"filters": 2, "kernel": 5, "pad": 2, "bias": False}),
              Sample(((3, 4, 4),), {"filters": 2, "kernel": 1}),
+             # Floored sizes: (8 - 3) / 2 and (7 + 2 - 2) / 3 round down; row 7 is never read.
+             Sample(((2, 8, 7),), {"filters": 2, "kernel": [3, 2], "stride": [2, 3], "pad": [0, 1]}),
+             Sample(((2, 6, 5),), {"filters": 3, "kernel": [3, 5], "pad": "same"}),
              Sample(((2, 5, 5),), {"filters": 2, "kernel": 3}, batched=(False,)))))

@@ -70,6 +70,7 @@ def _loss(name, inputs, shape_rule, forward, backward, flops, grad_rule, doc, sa
     """Register one loss op and return its OpDef."""
     return register(OpDef(
         name=name, family="loss", inputs=inputs, shape_rule=shape_rule, forward=forward,
+        shape_doc="(prediction, target) -> [], one number: the mean over the batch",
         backward=backward, flops=lambda in_types, out_type, attrs: flops(in_types[0].size),
         grad_rule=grad_rule, doc=doc, samples=samples, attrs=attrs, nondiff=nondiff,
         saves=saves, domain=domain, expansion=EXPANSIONS.get(name, expansion)))
@@ -226,7 +227,8 @@ _loss(
     "hinge", ("scores", "target"), _hinge_shape, _hinge_forward, _hinge_backward,
     lambda k: 4 * k, "multiclass hinge: +1/(K N) to each violating class, minus their count to the true class",
     "Multiclass SVM hinge loss (torch.nn.functional.multi_margin_loss, p=1): per sample "
-    "sum over j != y of max(0, margin - s_y + s_j), divided by K; mean over the batch. "
+    "sum over j != y of max(0, margin - s_y + s_j), divided by the number of classes K as "
+    "torch.nn.MultiMarginLoss does (the textbook SVM loss does not divide); mean over the batch. "
     "The target is a class label with K classes. Tie rule: a term exactly at the hinge "
     "(margin - s_y + s_j = 0) gets subgradient 0, as in torch.",
     (Sample(((5,), ()), classes={1: 5}), Sample(((3,), ()), classes={1: 3}, attrs={"margin": 0.5}),
@@ -353,7 +355,7 @@ def _bce_logits_backward(ctx, g, args, out):
     gx = gt = None
     if ctx.needs[0]:
         e = ctx.saved["exp_neg_abs"]
-        sig = 1 / (1 + e)
+        sig = np.asarray(1 / (1 + e))   # an array even for 0-d logits (out= below)
         np.multiply(sig, e, out=sig, where=x < 0)    # sigmoid(x) without overflow
         gx = (sig - t) * scale
     if ctx.needs[1]:

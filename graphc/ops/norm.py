@@ -190,6 +190,7 @@ def _bn_backward(ctx, grad_out, args, out):
 
 register(OpDef(
     name="batchnorm", family="norm", inputs=("x",), shape_rule=_bn_shape,
+    shape_doc="[C] or [C, ...spatial] -> the same shape (statistics over the batch and spatial axes)",
     forward=_bn_forward, backward=_bn_backward, flops=_flops,
     grad_rule="batchnorm: through the batch statistics (train), affine (eval)",
     doc="Batch normalisation as torch.nn.BatchNorm1d (per-sample [C] or [C, L]) and BatchNorm2d/3d "
@@ -239,6 +240,7 @@ def _ln_backward(ctx, grad_out, args, out):
 
 register(OpDef(
     name="layernorm", family="norm", inputs=("x",), shape_rule=_ln_shape,
+    shape_doc="x -> the same shape (statistics over every per-sample axis)",
     forward=_ln_forward, backward=_ln_backward, flops=_flops,
     grad_rule="layernorm: through the per-sample mean and variance",
     doc="Layer normalisation as torch.nn.LayerNorm(normalized_shape = the whole per-sample shape): "
@@ -287,6 +289,7 @@ def _in_backward(ctx, grad_out, args, out):
 
 register(OpDef(
     name="instancenorm", family="norm", inputs=("x",), shape_rule=_in_shape,
+    shape_doc="[C, ...spatial] -> the same shape (statistics per sample and channel)",
     forward=_in_forward, backward=_in_backward, flops=_flops,
     grad_rule="instancenorm: through each sample's per-channel statistics",
     doc="Instance normalisation as torch.nn.InstanceNorm1d/2d/3d with their defaults (no running "
@@ -316,11 +319,21 @@ def _gn_shape(in_types, attrs):
                     "groupnorm splits per-sample axis 0 into groups of channels")
     c, g = x.shape[0], attrs["groups"]
     if c % g:
-        divisors = [d for d in range(1, c + 1) if c % d == 0]
         raise ShapeError(f"groupnorm: {c} channels do not split into {g} groups",
                          help=f"groups must divide the channel count {c}; choose one of "
-                              + ", ".join(map(str, divisors)), arg="groups")
+                              + ", ".join(map(str, _divisors_near(c, g))), arg="groups")
     return x.with_shape(x.shape)
+
+
+def _divisors_near(c: int, g: int, count: int = 8) -> list[int]:
+    """Return up to `count` divisors of c closest to g, ascending. Trial division stops at
+    sqrt(c) (pairing d with c // d): a loop to c hung `check` on 1,000,000,007 channels."""
+    found, d = set(), 1
+    while d * d <= c:
+        if c % d == 0:
+            found.update((d, c // d))
+        d += 1
+    return sorted(sorted(found, key=lambda v: (abs(v - g), v))[:count])
 
 
 def _gn_forward(ctx, x, gamma, beta):
@@ -337,7 +350,7 @@ def _gn_backward(ctx, grad_out, args, out):
 
 register(OpDef(
     name="groupnorm", family="norm", inputs=("x",), shape_rule=_gn_shape,
-    forward=_gn_forward, backward=_gn_backward, flops=_flops,
+    forward=_gn_forward, backward=_gn_backward, flops=_flops, shape_doc="[C, ...spatial] -> the same shape",
     grad_rule="groupnorm: through each sample's per-group statistics",
     doc="Group normalisation as torch.nn.GroupNorm(groups, C): per-sample [C, ...spatial], the C "
         "channels are split into `groups` consecutive groups and each sample's group is "
@@ -426,7 +439,7 @@ def _lrn_flops(in_types, out_type, attrs) -> int:
 
 register(OpDef(
     name="lrn", family="norm", inputs=("x",), shape_rule=_lrn_shape,
-    forward=_lrn_forward, backward=_lrn_backward, flops=_lrn_flops,
+    forward=_lrn_forward, backward=_lrn_backward, flops=_lrn_flops, shape_doc="[C, ...] -> the same shape",
     grad_rule="lrn: own scale minus the transposed window of g*y/B",
     doc="Local response normalisation across channels (AlexNet), as "
         "torch.nn.functional.local_response_norm: per-sample [C, ...spatial], "

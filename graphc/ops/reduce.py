@@ -120,6 +120,7 @@ _SAMPLES = (Sample(((3, 4),)), Sample(((3, 4),), attrs={"axis": 0}),
 
 register(OpDef(
     name="sum", family="reduce", inputs=("x",), shape_rule=_shape, forward=_sum_forward,
+    shape_doc="drops the axes named by axis (none: every axis, -> []); keepdims=true keeps them as 1",
     backward=_sum_backward, flops=_sum_flops, grad_rule="sum: copy the gradient over the reduced axes",
     doc="Sum over per-sample axes (torch.sum with dim = those axes, keepdim = keepdims). "
         "axis=none reduces every per-sample axis; the batch axis is kept.",
@@ -127,6 +128,7 @@ register(OpDef(
 
 register(OpDef(
     name="mean", family="reduce", inputs=("x",), shape_rule=_shape, forward=_mean_forward,
+    shape_doc="drops the axes named by axis (none: every axis, -> []); keepdims=true keeps them as 1",
     backward=_mean_backward, flops=_mean_flops,
     grad_rule="mean: copy the gradient over the reduced axes, divided by their size",
     doc="Mean over per-sample axes (torch.mean with dim = those axes, keepdim = keepdims). "

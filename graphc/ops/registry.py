@@ -15,6 +15,12 @@ initialisers) and its names.
 Kernel contract (read this before writing an op):
 - `shape_rule(in_types, attrs) -> TensorType` is the only code that decides an
   output shape. It raises `ShapeError(message, help, arg)`.
+- `warn_rule(in_types, attrs, out_type) -> list[OpWarning]` (optional): what is
+  legal but probably not meant for these types (a conv whose rounding leaves
+  input rows unread). infer reports each as a `warning:` at the call's span.
+- `resolve(attrs) -> dict` (optional): attributes that depend on each other,
+  after defaults (`pad=same` becomes numbers from the kernel). It raises
+  `AttrError(name, message, help)`; every later stage sees only its result.
 - `forward(ctx, *args)` receives the input arrays then the parameter arrays
   (in `params` order). Batched inputs have the batch as their leading axis.
   It writes its result into the planned buffer `ctx.out` and returns it —
@@ -60,7 +66,7 @@ class Attr:
     kind: str                      # one of ATTR_KINDS
     default: Any = REQUIRED
     doc: str = ""
-    choices: tuple = ()            # for kind "str"
+    choices: tuple = ()            # for kind "str"; for "pair", names accepted besides numbers (`same`)
     minimum: float | None = None   # for kinds "int", "float", "pair"
 
     @property
@@ -107,6 +113,16 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class OpWarning:
+    """A warning a `warn_rule` returns: what, how to fix it, and which argument it is about
+    (an input index or attribute name; None: the whole call)."""
+
+    message: str
+    help: str | None = None
+    arg: int | str | None = None
+
+
+@dataclass(frozen=True)
 class OpDef:
     """Everything graphc knows about one op."""
 
@@ -124,6 +140,7 @@ class OpDef:
     params: tuple[ParamSpec, ...] = ()
     state: tuple[StateSpec, ...] = ()
     nondiff: frozenset = frozenset()   # names of inputs that get no gradient (labels)
+    zero_grad: frozenset = frozenset()  # names of inputs whose gradient is zero everywhere (step): lint warns
     variadic: bool = False          # the last input may repeat (concat)
     saves: str = "inputs"           # one of SAVES: what backward reads
     returns_view: bool = False      # forward returns a view of its first input (reshape)
@@ -131,6 +148,9 @@ class OpDef:
     domain: str = "normal"          # one of DOMAINS: gradcheck input values
     other_names: tuple[str, ...] = ()  # other names the language accepts (affine -> linear)
     expansion: str | None = None    # the op written with gates, for the fused-vs-gates test
+    shape_doc: str = ""             # the shape rule in words, for `graphc ops NAME`: "[C, H, W] -> [C]"
+    warn_rule: Callable[[list[TensorType], dict, TensorType], list[OpWarning]] | None = None  # see the contract
+    resolve: Callable[[dict], dict] | None = None   # attributes that depend on each other (see the contract)
 
     def attr(self, name: str) -> Attr | None:
         """Return the attribute called `name`, or None."""
@@ -197,6 +217,16 @@ def find(name: str) -> OpDef | None:
     return op
 
 
+# Names people look for that the language writes another way: name -> how (a help line).
+WRITTEN_OTHERWISE = {
+    "split": "a split is several slices: a = slice(x, 0, 0, 3) and b = slice(x, 0, 3)",
+    "cat": "it is called `concat`",
+    "narrow": "it is called `slice`: slice(x, axis, start, end)",
+    "adaptive_avg_pool2d": "global_avgpool(x) is adaptive_avg_pool2d(x, 1).flatten(1)",
+    "adaptive_max_pool2d": "global_maxpool(x) is adaptive_max_pool2d(x, 1).flatten(1)",
+}
+
+
 def lookup(name: str) -> OpDef:
     """Return the OpDef called `name` (or one of its other names); raise KeyError for an unknown op."""
     op = find(name)
@@ -221,6 +251,9 @@ def _validate(op: OpDef) -> list[str]:
     for field_name in ("shape_rule", "forward", "backward", "flops"):
         if not callable(getattr(op, field_name)):
             problems.append(f"{field_name} is not callable")
+    for field_name in ("warn_rule", "resolve"):
+        if getattr(op, field_name) is not None and not callable(getattr(op, field_name)):
+            problems.append(f"{field_name} is neither None nor callable")
     if not op.doc.strip():
         problems.append("doc is empty")
     if not op.grad_rule.strip():
@@ -241,6 +274,9 @@ def _validate(op: OpDef) -> list[str]:
     unknown = set(op.nondiff) - set(op.inputs)
     if unknown:
         problems.append(f"nondiff names unknown inputs {sorted(unknown)}")
+    unknown = set(op.zero_grad) - set(op.inputs)
+    if unknown:
+        problems.append(f"zero_grad names unknown inputs {sorted(unknown)}")
     return problems
 
 

@@ -52,6 +52,7 @@ def _flops(in_types, out_type, attrs) -> int:
 
 register(OpDef(
     name="dropout", family="regularize", inputs=("x",), shape_rule=_shape, forward=_forward,
+    shape_doc="x -> the same shape",
     backward=_backward, flops=_flops, grad_rule="dropout: g times the saved scaled mask",
     doc="Inverted dropout as torch.nn.functional.dropout: in training each element is zeroed "
         "with probability p and the kept ones are scaled by 1/(1-p); in evaluation it is the "

@@ -44,6 +44,7 @@ def _flatten_shape(in_types, attrs):
 
 register(OpDef(
     name="flatten", family="shape", inputs=("x",), shape_rule=_flatten_shape,
+    shape_doc="[d0, d1, ...] -> [d0 * d1 * ...]",
     forward=_view_forward, backward=_view_backward, flops=_no_flops,
     grad_rule="flatten: reshape the gradient back",
     doc="Per-sample shape [d0, d1, ...] -> [d0*d1*...] in row-major order, keeping the batch "
@@ -82,6 +83,7 @@ def _reshape_shape(in_types, attrs):
 
 register(OpDef(
     name="reshape", family="shape", inputs=("x",), shape_rule=_reshape_shape,
+    shape_doc="x -> shape (the same element count; one -1 is worked out)",
     forward=_view_forward, backward=_view_backward, flops=_no_flops,
     grad_rule="reshape: reshape the gradient back",
     doc="Per-sample reshape in row-major order (torch.reshape on every sample); one size may "
@@ -155,6 +157,7 @@ def _concat_backward(ctx, grad_out, args, out):
 
 register(OpDef(
     name="concat", family="shape", inputs=("x",), variadic=True, shape_rule=_concat_shape,
+    shape_doc="sizes along axis add up; every other size must agree",
     forward=_concat_forward, backward=_concat_backward, flops=_no_flops,
     grad_rule="concat: each input gets its slice of the gradient",
     doc="Joins one or more tensors along a per-sample axis (torch.cat(xs, dim=axis + 1) for "

@@ -18,6 +18,7 @@ from graphc.compiler.graph import Graph, trace_notes
 from graphc.compiler.plan import Plan
 from graphc.diagnostics import GraphcError
 from graphc.ops import Ctx
+from graphc.runtime.memory import check_memory
 
 
 class _StepInfo:
@@ -52,6 +53,8 @@ class Executor:
     def _out_views(self, batch: int) -> list:
         views = self._outs.get(batch)
         if views is None:
+            check_memory(self.plan.peak_bytes(batch, self.dtype.itemsize),
+                         f"running `{self.graph.model}` on a batch of {batch}")
             flat = [np.empty(b.elements * (batch if b.batched else 1), self.dtype) for b in self.plan.buffers]
             views = []
             for s, info in zip(self.plan.forward, self.steps):

@@ -11,7 +11,8 @@ import numpy as np
 
 from graphc.compiler.graph import Graph
 from graphc.diagnostics import GraphcError
-from graphc.tensor_type import CLASS, format_shape
+from graphc.runtime.memory import check_memory
+from graphc.tensor_type import CLASS, format_shape, num_elements
 
 
 def check_feeds(graph: Graph, feeds: dict, dtype, *, need_labels: bool) -> tuple[dict, int]:
@@ -73,6 +74,9 @@ def random_feeds(graph: Graph, batch: int, seed: int, skip=()) -> dict:
 
     Float inputs are standard normal, class labels uniform over [0, K).
     """
+    names = [n for n in graph.inputs + graph.labels if n not in skip]
+    check_memory(sum(8 * batch * num_elements(graph.node(n).declared.shape) for n in names),
+                 f"random inputs for a batch of {batch}")
     rng = np.random.default_rng(seed)
     feeds = {}
     for name in graph.inputs + graph.labels:

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from graphc.diagnostics import GraphcError
+from graphc.runtime.execute import Executor, nonfinite_error
+from graphc.runtime.nan_guard import nonfinite_gradient_error
 from graphc.training.checkpoint import atomic_write
 
 
@@ -25,16 +27,34 @@ def activation_nodes(graph) -> list[str]:
     return [n for n in graph.op_nodes() if graph.node(n).op.family == "activation" and n not in outputs]
 
 
-def activation_stats(program, feeds: dict) -> dict[str, np.ndarray]:
-    """Return {layer: its activations on the batch, flattened} for every hidden activation layer."""
+def activation_stats(program, feeds: dict, train: bool = True) -> dict[str, np.ndarray]:
+    """Return {layer: its activations on the batch, flattened} for every hidden activation layer.
+
+    In training mode by default (what a training step sees: batchnorm normalises with the
+    batch's statistics, dropout drops); `train=False` shows the inference-mode model.
+    Running statistics are left as they were.
+    """
     nodes = activation_nodes(program.graph)
     if not nodes:
         raise GraphcError(f"model `{program.graph.model}` has no activation layers to inspect",
                           help="activations are the outputs of ops such as relu, sigmoid and tanh")
     feeds, batch = program.check_feeds(feeds, need_labels=False)
     executor = program.executor(tuple(nodes), backward=False)
-    values = executor.forward(feeds, program.params, program.state, train=False, rng=program.rng, batch=batch)
-    return {n: np.array(values[n], dtype=np.float64).reshape(-1) for n in nodes}
+    state = {k: v.copy() for k, v in program.state.items()}   # a training pass would update them
+    noise = program.rng.bit_generator.state
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # reported below, with the node
+        values = executor.forward(feeds, program.params, state, train=train, rng=program.rng, batch=batch)
+        stats = {n: np.array(values[n], dtype=np.float64).reshape(-1) for n in nodes}
+        if all(np.all(np.isfinite(v)) for v in stats.values()):
+            return stats
+        # Replay with a buffer per step (and the same dropout masks) to name the node that started it.
+        exact = Executor(program.graph, executor.plan.without_reuse(), program.dtype)
+        rng = np.random.default_rng()
+        rng.bit_generator.state = noise
+        values = exact.forward(feeds, program.params, {k: v.copy() for k, v in program.state.items()},
+                               train=train, rng=rng, batch=batch)
+    node = exact.first_nonfinite(values) or next(n for n, v in stats.items() if not np.all(np.isfinite(v)))
+    raise nonfinite_error(program.graph, node, "on this batch, so there is no histogram to draw")
 
 
 def weight_params(program) -> list[str]:
@@ -49,12 +69,25 @@ def weight_params(program) -> list[str]:
     return names
 
 
-def gradient_stats(program, feeds: dict) -> dict[str, float]:
-    """Return {weight: mean |d loss / d weight|} on the batch, in schedule order (eval mode: no state changes)."""
+def gradient_stats(program, feeds: dict, train: bool = True) -> dict[str, float]:
+    """Return {weight: mean |d loss / d weight|} on the batch, in schedule order.
+
+    In training mode by default: the gradient of the objective training minimises (batch
+    statistics, dropout), as Program.gradients; `train=False` differentiates the inference-mode
+    model. Running statistics are left as they were.
+    """
     weights = weight_params(program)
     if not weights:
         raise GraphcError(f"model `{program.graph.model}` has no weights to inspect")
-    _, grads = program.forward_backward(feeds, train=False)
+    saved = {k: v.copy() for k, v in program.state.items()}
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # reported below
+            _, grads = program.forward_backward(feeds, train=train)
+    finally:
+        program.state.update(saved)
+    if any(w in grads and not np.all(np.isfinite(grads[w])) for w in weights):
+        raise nonfinite_gradient_error(program.graph, program.executor_for_backward().plan, program.params,
+                                       grads, "on this batch")
     return {w: float(np.mean(np.abs(grads[w]))) if w in grads else 0.0 for w in weights}
 
 

@@ -14,10 +14,12 @@ broadcasting (kernels.align does the same at run time).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from graphc.ops.im2col import geometry
+from graphc.ops.pooling import reciprocal_counts
 from graphc.source import Span
 from graphc.tensor_type import CLASS, TensorType
 
@@ -135,9 +137,20 @@ def _conv(em, v: OpView) -> None:
 def _pool(onnx_op: str, **extra):
     def export(em, v: OpView) -> None:
         a = v.attrs
-        (ph, pw) = a["pad"]
-        _with_batch(em, v, onnx_op, [v.inputs[0]], kernel_shape=list(a["size"]),
-                    strides=list(a["stride"] or a["size"]), pads=[ph, pw, ph, pw], **extra)
+        stride = a["stride"] or a["size"]
+        geo = geometry((1, *v.in_types[0].shape), {"stride": stride, "pad": a["pad"]}, v.out_type.shape[1:], a["size"])
+        # ceil_mode as explicit padding after the input (geo.eh, geo.ew): before opset 22 ONNX's
+        # ceil_mode keeps a last window that PyTorch (and graphc) drop.
+        pads = [geo.ph, geo.pw, geo.ph + geo.eh, geo.pw + geo.ew]
+        attrs = {"kernel_shape": list(a["size"]), "strides": list(stride), "pads": pads, **extra}
+        if onnx_op != "AveragePool" or not (geo.eh or geo.ew):
+            _with_batch(em, v, onnx_op, [v.inputs[0]], **attrs)
+            return
+        # A window hanging over the end averages over its part inside the padded input: rescale.
+        pooled = em.fresh(f"{v.name}/{onnx_op}")
+        _with_batch(em, replace(v, out=pooled), onnx_op, [v.inputs[0]], **attrs)
+        scale = geo.kh * geo.kw * reciprocal_counts(geo, np.dtype(np.float32))
+        em.add("Mul", [pooled, em.const(scale.astype(np.float32))], v.out, hint=v.name)
     return export
 
 
@@ -356,6 +369,33 @@ def _hinge(em, v: OpView) -> None:
     em.add("Div", [mean, em.scalar(float(k))], v.out, hint=v.name)
 
 
+def _global_pool(onnx_reduce: str):
+    def export(em, v: OpView) -> None:
+        lead = _lead(v.in_types[0])
+        em.reduce(onnx_reduce, v.inputs[0], [lead + 1, lead + 2], keepdims=False, out=v.out, hint=v.name)
+    return export
+
+
+def _slice(em, v: OpView) -> None:
+    t, a = v.in_types[0], v.attrs
+    axis = a["axis"] % t.rank
+    size, start = t.shape[axis], a["start"]
+    start = start + size if start < 0 else start
+    end = start + v.out_type.shape[axis]
+    em.add("Slice", [v.inputs[0], em.ints([start]), em.ints([end]), em.ints([axis + _lead(t)])], v.out,
+           hint=v.name)
+
+
+def _pad(em, v: OpView) -> None:
+    t, pads = v.in_types[0], v.attrs["pads"]
+    # graphc (torch) order: (before, after) pairs from the last axis; ONNX: all befores, then all afters.
+    before, after = [0] * (t.rank + _lead(t)), [0] * (t.rank + _lead(t))
+    for k in range(len(pads) // 2):
+        before[-1 - k], after[-1 - k] = pads[2 * k], pads[2 * k + 1]
+    em.add("Pad", [v.inputs[0], em.ints(before + after), em.scalar(float(v.attrs["value"]))], v.out,
+           hint=v.name, mode="constant")
+
+
 EXPORTERS = {
     "add": _binary("Add"), "sub": _binary("Sub"), "mul": _binary("Mul"), "div": _binary("Div"),
     "pow": _binary("Pow"), "max": _binary("Max"), "min": _binary("Min"), "matmul": _matmul,
@@ -372,6 +412,8 @@ EXPORTERS = {
     "groupnorm": _groupnorm, "lrn": _lrn,
     "sum": _reduce("ReduceSum"), "mean": _reduce("ReduceMean"),
     "flatten": _flatten, "reshape": _reshape, "concat": _concat, "dropout": _dropout,
+    "global_avgpool": _global_pool("ReduceMean"), "global_maxpool": _global_pool("ReduceMax"),
+    "slice": _slice, "pad": _pad,
     "cross_entropy": _cross_entropy, "mse": _mse, "binary_cross_entropy": _bce,
     "binary_cross_entropy_with_logits": _bce_logits, "kl_div": _kl_div, "hinge": _hinge,
 }

@@ -79,15 +79,16 @@ def import_file(path: str | Path, out: str | Path | None = None) -> tuple[Path, 
     path = Path(path)
     try:
         model = onnx.load(str(path))
-    except (OSError, ValueError, onnx.onnx_cpp2py_export.checker.ValidationError) as e:
-        raise GraphcError(f"cannot read {path} as an ONNX model: {e}") from None
-    except Exception as e:   # protobuf's DecodeError: not a model file
+    except Exception as e:
+        # OSError: unreadable; protobuf's DecodeError (google.protobuf.message): not a model file.
+        if not isinstance(e, (OSError, ValueError)) and not type(e).__module__.startswith("google.protobuf"):
+            raise
         raise GraphcError(f"cannot read {path} as an ONNX model: {e}",
                           help="give a .onnx file written by an ONNX exporter") from None
     result = import_model(model, name=path.stem, source=path.name)
     nn_path = Path(out) if out is not None else path.with_suffix(".nn")
     npz_path = nn_path.with_suffix(".npz")
-    text = result.text.replace("WEIGHTS_FILE", npz_path.name)
+    text = result.text.replace("by `graphc import`\n", f"by `graphc import`; weights: {npz_path.name}\n", 1)
     atomic_write(nn_path, lambda f: f.write(text.encode()))
     save_arrays(npz_path, result.weights, {"model": result.model, "source": path.name})
     return nn_path, npz_path
@@ -99,7 +100,11 @@ def import_model(model, *, name: str | None = None, source: str = "an ONNX model
     numpy_helper, shape_inference = onnx.numpy_helper, onnx.shape_inference
 
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
-    inferred = shape_inference.infer_shapes(model, data_prop=True)
+    try:
+        inferred = shape_inference.infer_shapes(model, data_prop=True)
+    except shape_inference.InferenceError as e:
+        raise GraphcError(f"the ONNX model fails ONNX's own shape inference: {e}",
+                          help="check it with onnx.checker.check_model(model, full_check=True)") from None
     graph = inferred.graph
     shapes = {}
     for info in [*graph.input, *graph.value_info, *graph.output]:
@@ -186,8 +191,6 @@ def _identifier(text: str, taken: set[str]) -> str:
     return name
 
 
-
-
 @dataclass
 class Writer:
     """Builds the `.nn` statements while the ONNX nodes are translated in order."""
@@ -208,6 +211,13 @@ class Writer:
     declared: set = field(default_factory=set)       # .nn names of the declared inputs
     written_outputs: set = field(default_factory=set)   # graph outputs given an `output` statement
     source: str = "an ONNX model"
+    readers: dict = field(default_factory=dict)      # tensor name -> indices of the nodes that read it
+    const_params: dict = field(default_factory=dict)  # (tensor, shape) -> the param holding it
+
+    def __post_init__(self):
+        for i, node in enumerate(self.nodes):
+            for name in node.inputs:
+                self.readers.setdefault(name, []).append(i)
 
     # ---- used by the translations ----------------------------------------------------
     def tensor(self, name: str) -> Tensor:
@@ -236,7 +246,7 @@ class Writer:
 
     def consumers(self, tensor: str) -> list[int]:
         """Return the indices of the nodes that read `tensor`."""
-        return [i for i, n in enumerate(self.nodes) if tensor in n.inputs]
+        return list(dict.fromkeys(self.readers.get(tensor, ())))
 
     def absorb(self, index: int) -> None:
         """Mark node `index` as translated together with the current one."""
@@ -280,7 +290,10 @@ class Writer:
                                   f"with the per-sample shape {format_shape(like)}") from None
         if value.size == 1:
             return number(value.reshape(()))
-        return self.param(hint, value)
+        key = (tensor, value.shape)
+        if key not in self.const_params:   # one param per constant, however many nodes read it
+            self.const_params[key] = self.param(hint, value)
+        return self.const_params[key]
 
     def aux(self, hint: str, expr: str) -> str:
         """Write an intermediate statement `NAME = expr` of a multi-statement translation; return NAME."""
@@ -397,7 +410,7 @@ class Writer:
             raise GraphcError(self.errors)
         decls = self.inputs + [f"label {v.name}: class[{v.classes}]" for v in labels]
         body = decls + self.params + self.statements
-        text = (f"# Imported from {self.source} by `graphc import`; weights: WEIGHTS_FILE\n"
+        text = (f"# Imported from {self.source} by `graphc import`\n"
                 f"model {self.model} {{\n" + "".join(f"  {line}\n" for line in body) + "}\n")
         self._check(text)
         names = {onnx: v.name for onnx, v in self.values.items()

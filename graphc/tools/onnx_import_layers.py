@@ -81,8 +81,16 @@ def initializer(w, node, index: int, role: str) -> np.ndarray:
 
 # ---- convolution and pooling -------------------------------------------------------------
 
-def _spatial(w, node, x, kernel, strides, what: str) -> tuple[int, int]:
-    """Return symmetric (pad_h, pad_w) after checking dilations, auto_pad, pads and the output size."""
+LOWEST = float(np.finfo(np.float32).min)
+MAX_GROUPS = 64   # a grouped conv becomes this many statements at most
+
+
+def _spatial(w, node, x, kernel, strides, what: str, pad_value: float | None = 0.0):
+    """Return (x, (pad_h, pad_w)): pads both sides alike, after checking dilations and auto_pad.
+
+    Padding that differs before and after (auto_pad SAME with an odd total, explicit pads) puts
+    the difference in a `pad` statement first, filled with `pad_value` (None: not possible).
+    """
     if len(x.shape) != 3:
         raise Unsupported(f"graphc's {what} is 2-D: it needs input [N, C, H, W] (or [N, C, L]), got "
                           f"per-sample {list(x.shape)}")
@@ -91,26 +99,47 @@ def _spatial(w, node, x, kernel, strides, what: str) -> tuple[int, int]:
     auto = node.attrs.get("auto_pad", "NOTSET")
     sizes = x.shape[1:]
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        pads = []
+        before, after = [], []
         for size, k, s in zip(sizes, kernel, strides):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-            if total % 2:
-                raise Unsupported(f"auto_pad={auto} pads unevenly here ({total} in all); graphc pads both sides alike")
-            pads.append(total // 2)
-        pads = pads * 2
+            small, large = total // 2, total - total // 2
+            before.append(small if auto == "SAME_UPPER" else large)
+            after.append(large if auto == "SAME_UPPER" else small)
+        pads = before + after
     elif auto == "VALID":
         pads = [0, 0, 0, 0]
     elif auto == "NOTSET":
         pads = [int(p) for p in node.attrs.get("pads", [0, 0, 0, 0])]
     else:
         raise Unsupported(f"auto_pad={auto} is not supported")
-    if pads[0] != pads[2] or pads[1] != pads[3]:
-        raise Unsupported(f"asymmetric pads {pads}; graphc pads both sides alike")
-    for size, k, s, p in zip(sizes, kernel, strides, pads):
-        if (size + 2 * p - k) % s:
-            raise Unsupported(f"(size {size} + 2*{p} - kernel {k}) is not a multiple of stride {s}: ONNX drops "
-                              "the remainder, graphc needs a whole number")
-    return pads[0], pads[1]
+    common = (min(pads[0], pads[2]), min(pads[1], pads[3]))
+    if what != "conv":   # graphc's pools pad at most half the window (PyTorch's rule): the rest goes first
+        common = (min(common[0], kernel[0] // 2), min(common[1], kernel[1] // 2))
+    extra = [pads[1] - common[1], pads[3] - common[1], pads[0] - common[0], pads[2] - common[0]]
+    if any(extra):
+        if pad_value is None:
+            raise Unsupported(f"pads {pads} differ before and after the input; graphc's {what} pads both "
+                              "sides alike")
+        value = "" if pad_value == 0 else f", value={arg(pad_value)}"
+        padded = w.aux(f"{node.outputs[0]}_pad", f"pad({x.name}, {extra}{value})")
+        x = SimpleNamespace(name=padded, shape=(x.shape[0], sizes[0] + extra[2] + extra[3],
+                                                sizes[1] + extra[0] + extra[1]))
+    return x, common
+
+
+def _check_size(w, node, shape: tuple) -> None:
+    """Raise Unsupported when graphc's output size differs from ONNX's (ceil_mode before opset 22)."""
+    if tuple(w.per_sample(node.outputs[0])) != tuple(shape):
+        raise Unsupported(f"ONNX computes per-sample shape {list(w.per_sample(node.outputs[0]))}, graphc "
+                          f"{list(shape)}: ONNX's ceil_mode keeps a last window starting in the padding, "
+                          "PyTorch and graphc drop it")
+
+
+def _out_size(size: int, k: int, s: int, p: int, ceil: bool) -> int:
+    """Return graphc's (PyTorch's) conv/pool output size: floored, or ceil_mode's rule."""
+    span = size + 2 * p - k
+    out = (-(-span // s) if ceil else span // s) + 1
+    return out - 1 if ceil and (out - 1) * s >= size + p else out
 
 
 def _lift_1d(w, node, x):
@@ -146,8 +175,10 @@ def _emit_layer(w, node, lifted: bool, expr: str, hint: str, weights: dict | Non
 def conv(w, node, index) -> None:
     """Conv with an initializer weight (+ bias) -> a `conv` layer (1-D: on a height-1 image); returns None."""
     x0 = w.tensor(node.inputs[0])
-    if node.attrs.get("group", 1) != 1:
-        raise Unsupported(f"group={node.attrs['group']} (grouped or depthwise convolution) is not supported")
+    groups = int(node.attrs.get("group", 1))
+    if groups > MAX_GROUPS:
+        raise Unsupported(f"group={groups}: graphc writes a grouped convolution as one conv per group, "
+                          f"at most {MAX_GROUPS}")
     weight = initializer(w, node, 1, "weight")
     if weight.ndim not in (3, 4) or weight.ndim != len(x0.shape) + 1:
         raise Unsupported(f"graphc's conv is 2-D (1-D by a reshape); the weight has shape {list(weight.shape)}")
@@ -155,7 +186,9 @@ def conv(w, node, index) -> None:
     weight = weight.reshape(weight.shape[:2] + (1,) * (4 - weight.ndim) + weight.shape[2:])
     filters, _, kh, kw = weight.shape
     strides = [int(s) for s in node2.attrs.get("strides", [1, 1])]
-    ph, pw = _spatial(w, node2, x, (kh, kw), strides, "conv")
+    x, (ph, pw) = _spatial(w, node2, x, (kh, kw), strides, "conv")
+    out_hw = [_out_size(n, k, st, p, False) for n, k, st, p in zip(x.shape[1:], (kh, kw), strides, (ph, pw))]
+    _check_size(w, node, (filters, *out_hw) if node2 is node else (filters, out_hw[1]))
     args = [x.name, str(filters), f"kernel={pair((kh, kw))}"]
     if strides != [1, 1]:
         args.append(f"stride={pair(strides)}")
@@ -166,7 +199,20 @@ def conv(w, node, index) -> None:
         weights["bias"] = initializer(w, node, 2, "bias")
     else:
         args.append("bias=false")
-    _emit_layer(w, node, node2 is not node, f"conv({', '.join(args)})", w.layer_hint(node, node.inputs[1]), weights)
+    hint = w.layer_hint(node, node.inputs[1])
+    if groups == 1:
+        _emit_layer(w, node, node2 is not node, f"conv({', '.join(args)})", hint, weights)
+        return
+    # Grouped (depthwise: one channel per group): a conv per group on its slice of the channels, joined.
+    per_in, per_out = weight.shape[1], filters // groups
+    parts = []
+    for g in range(groups):
+        part = w.aux(f"{hint}_g{g}", f"conv(slice({x.name}, axis=0, start={g * per_in}, end={(g + 1) * per_in}), "
+                                     f"{per_out}, {', '.join(args[2:])})")
+        for role, array in weights.items():
+            w.weights[f"{part}.{role}"] = array[g * per_out:(g + 1) * per_out]
+        parts.append(part)
+    _emit_layer(w, node, node2 is not node, f"concat({', '.join(parts)}, axis=0)", f"{hint}_groups")
 
 
 def pool(kind: str):
@@ -180,18 +226,30 @@ def pool(kind: str):
         x, node2 = _lift_1d(w, node, x0)
         kernel = [int(k) for k in node2.attrs["kernel_shape"]]
         strides = [int(s) for s in node2.attrs.get("strides", [1, 1])]
-        ph, pw = _spatial(w, node2, x, kernel, strides, kind)
-        if kind == "avgpool" and (ph or pw) and not node.attrs.get("count_include_pad", 0):
-            raise Unsupported("count_include_pad=0 with padding; graphc's avgpool counts the padded zeros",
-                              help="export with count_include_pad=True")
-        if 2 * ph > kernel[0] or 2 * pw > kernel[1]:
-            raise Unsupported(f"pads ({ph}, {pw}) are more than half the window {kernel}")
+        has_pads = any(node2.attrs.get("pads", [0])) or node2.attrs.get("auto_pad", "NOTSET").startswith("SAME")
+        valid_only = kind == "avgpool" and has_pads and not node.attrs.get("count_include_pad", 0)
+        ones = w.aux(f"{node.outputs[0]}_ones", f"{x.name} * 0.0 + 1.0") if valid_only else None
+        # One-sided padding is a pad statement first: zeros, or for maxpool float32's lowest value,
+        # which no finite input is below (so it never wins, as -inf).
+        x, (ph, pw) = _spatial(w, node2, x, kernel, strides, kind, LOWEST if kind == "maxpool" else 0.0)
+        ceil = bool(node.attrs.get("ceil_mode", 0))
+        out_hw = [_out_size(n, k, st, p, ceil) for n, k, st, p in zip(x.shape[1:], kernel, strides, (ph, pw))]
+        _check_size(w, node, (x.shape[0], *out_hw) if node2 is node else (x.shape[0], out_hw[1]))
         args = [x.name, pair(kernel)]
         if strides != kernel:
             args.append(f"stride={pair(strides)}")
         if ph or pw:
             args.append(f"pad={pair((ph, pw))}")
-        _emit_layer(w, node, node2 is not node, f"{kind}({', '.join(args)})", node.outputs[0])
+        if ceil:
+            args.append("ceil_mode=true")
+        expr = f"{kind}({', '.join(args)})"
+        if valid_only:
+            # count_include_pad=0: divide by the mean of a ones map padded alike (the valid share).
+            padded_ones, _ = _spatial(w, node2, SimpleNamespace(name=ones, shape=x0.shape if node2 is node
+                                                                else (x0.shape[0], 1, x0.shape[1])),
+                                      kernel, strides, kind, 0.0)
+            expr = f"{expr} / {kind}({', '.join([padded_ones.name, *args[1:]])})"
+        _emit_layer(w, node, node2 is not node, expr, node.outputs[0])
     return translate
 
 
@@ -310,7 +368,7 @@ def batchnorm(w, node, index) -> None:
     momentum = 1.0 - float(node.attrs.get("momentum", 0.9))   # ONNX weighs the running value, graphc the batch
     extra = "" if np.float32(momentum) == np.float32(0.1) else f", momentum={number(momentum)}"
     w.emit(node, f"batchnorm({x.name}{extra}{eps_arg(node)})", hint=w.layer_hint(node, node.inputs[1]),
-           weights={"gamma": gamma, "beta": beta, "running_mean": mean, "running_var": var})
+           weights={"gamma": gamma, "beta": beta, "running_mean": mean, "running_var": var}, shape=x.shape)
 
 
 def layernorm(w, node, index) -> None:
@@ -325,7 +383,7 @@ def layernorm(w, node, index) -> None:
     stats = [o for o in node.outputs[1:] if w.used(o)]
     if first == 0 and not stats:
         w.emit(node, f"layernorm({x.name}{eps_arg(node)})", hint=w.layer_hint(node, node.inputs[1]),
-               weights={"gamma": gamma, "beta": beta})
+               weights={"gamma": gamma, "beta": beta}, shape=x.shape)
         return
     # Over trailing axes only (graphc's layernorm takes the whole sample), or with the Mean and
     # InvStdDev outputs asked for: write the normalisation out with gates.
@@ -342,7 +400,7 @@ def layernorm(w, node, index) -> None:
     if len(node.outputs) > 2 and w.used(node.outputs[2]):
         w.emit(node, f"1.0 / ({var} + {eps}) ** 0.5", output=node.outputs[2], hint=f"{hint}_inv_std")
     g, b = w.param(f"{hint}_gamma", gamma), w.param(f"{hint}_beta", beta)
-    w.emit(node, f"{centred} / ({var} + {eps}) ** 0.5 * {g} + {b}", hint=hint)
+    w.emit(node, f"{centred} / ({var} + {eps}) ** 0.5 * {g} + {b}", hint=hint, shape=x.shape)
 
 
 def instancenorm(w, node, index) -> None:
@@ -350,7 +408,7 @@ def instancenorm(w, node, index) -> None:
     x = w.tensor(node.inputs[0])
     gamma, beta = initializer(w, node, 1, "scale"), initializer(w, node, 2, "bias")
     w.emit(node, f"instancenorm({x.name}, affine=true{eps_arg(node)})", hint=w.layer_hint(node, node.inputs[1]),
-           weights={"gamma": gamma, "beta": beta})
+           weights={"gamma": gamma, "beta": beta}, shape=x.shape)
 
 
 def groupnorm(w, node, index) -> None:
@@ -362,8 +420,9 @@ def groupnorm(w, node, index) -> None:
     if node.opset < 21 and gamma.shape == (groups,) and channels % groups == 0:
         # GroupNormalization-18 scales per group; graphc (and opset 21) per channel.
         gamma, beta = np.repeat(gamma, channels // groups), np.repeat(beta, channels // groups)
+    # Shapes stay (ONNX's shape inference leaves GroupNormalization's output unknown).
     w.emit(node, f"groupnorm({x.name}, {groups}{eps_arg(node)})", hint=w.layer_hint(node, node.inputs[1]),
-           weights={"gamma": gamma, "beta": beta})
+           weights={"gamma": gamma, "beta": beta}, shape=x.shape)
 
 
 def lrn(w, node, index) -> None:
@@ -374,4 +433,5 @@ def lrn(w, node, index) -> None:
         raise Unsupported(f"even size {size}: ONNX centres the window differently from graphc (torch)")
     a = node.attrs
     w.emit(node, f"lrn({x.name}, size={size}, alpha={number(a.get('alpha', 1e-4))}, "
-                 f"beta={number(a.get('beta', 0.75))}, k={number(a.get('bias', 1.0))})", hint=node.outputs[0])
+                 f"beta={number(a.get('beta', 0.75))}, k={number(a.get('bias', 1.0))})", hint=node.outputs[0],
+           shape=x.shape)

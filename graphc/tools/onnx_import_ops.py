@@ -130,10 +130,13 @@ def _softmax(kind: str):
         full = len(x.shape) + 1
         axis = node.attrs.get("axis", -1 if node.opset >= 13 else 1)
         axis = axis + full if axis < 0 else axis
-        if node.opset < 13 and axis != full - 1:
-            raise Unsupported(f"opset {node.opset} {kind} flattens axes {axis}.. into one; only the last axis "
-                              "is supported")
         per = sample_axis(axis, full, kind)
+        if node.opset < 13 and axis != full - 1:
+            # Before opset 13 the axes from `axis` on count as one: normalise over their product.
+            flat = w.aux(f"{node.outputs[0]}_flat", f"reshape({x.name}, {[*x.shape[:per], math.prod(x.shape[per:])]})")
+            normalised = w.aux(f"{node.outputs[0]}_{kind}", f"{kind}({flat})")
+            w.emit(node, f"reshape({normalised}, {list(x.shape)})", hint=node.outputs[0])
+            return
         w.emit(node, f"{kind}({x.name})" if per == full - 2 else f"{kind}({x.name}, axis={per})",
                hint=node.outputs[0])
     return translate
@@ -195,6 +198,80 @@ def _unsqueeze(w, node, index) -> None:
     _reshape_to(w, node, x, shape)
 
 
+def _pad(w, node, index) -> None:
+    x = w.tensor(node.inputs[0])
+    if node.attrs.get("mode", "constant") != "constant":
+        raise Unsupported(f"mode={node.attrs['mode']}: graphc's pad fills with a constant")
+    pads = node.attrs.get("pads", node.attrs.get("paddings")) or int_setting(w, node, "pads", 1)
+    value = node.attrs.get("value", 0.0)
+    if len(node.inputs) > 2 and node.inputs[2]:
+        value = w.const(node.inputs[2])
+        if value is None:
+            raise Unsupported("constant_value must be a constant")
+    full = len(x.shape) + 1
+    axes = int_setting(w, node, "axes", 3) or list(range(full))
+    before, after = [0] * full, [0] * full
+    for k, a in enumerate(axes):
+        before[a % full], after[a % full] = pads[k], pads[k + len(axes)]
+    if before[0] or after[0]:
+        raise Unsupported("it pads the batch axis")
+    if any(p < 0 for p in before + after):
+        raise Unsupported(f"negative pads {list(pads)} (cropping) are not supported")
+    widths = [p for a in range(full - 1, 0, -1) for p in (before[a], after[a])]   # torch's order
+    while widths and widths[-2:] == [0, 0]:
+        widths = widths[:-2]
+    fill = float(np.asarray(value).reshape(()))
+    extra = "" if fill == 0 else f", value={arg(fill)}"
+    w.emit(node, f"pad({x.name}, {widths}{extra})" if widths else f"identity({x.name})", hint=node.outputs[0])
+
+
+def _slices(x, axes, starts, ends, full: int) -> str:
+    """Return x sliced along each (axis, start, end), ONNX-clamped, as nested `slice` calls."""
+    expr = x.name
+    for a, start, end in zip(axes, starts, ends):
+        a = a % full
+        if a == 0:
+            if start != 0 or end < 2 ** 31 - 1:
+                raise Unsupported("it slices the batch axis")
+            continue
+        size = x.shape[a - 1]
+        start, end = (min(max(v + size if v < 0 else v, 0), size) for v in (start, end))
+        if end <= start:
+            raise Unsupported(f"an empty slice [{start}:{end}] of axis {a}")
+        if (start, end) != (0, size):
+            expr = f"slice({expr}, axis={a - 1}, start={start}" + (")" if end == size else f", end={end})")
+    return expr
+
+
+def _slice(w, node, index) -> None:
+    x = w.tensor(node.inputs[0])
+    starts, ends = int_setting(w, node, "starts", 1), int_setting(w, node, "ends", 2)
+    axes = int_setting(w, node, "axes", 3) or list(range(len(starts)))
+    steps = int_setting(w, node, "steps", 4) or [1] * len(starts)
+    if any(step != 1 for step in steps):
+        raise Unsupported(f"steps {steps}: graphc slices take every element")
+    expr = _slices(x, axes, starts, ends, len(x.shape) + 1)
+    w.emit(node, expr if expr != x.name else f"identity({x.name})", hint=node.outputs[0])
+
+
+def _split(w, node, index) -> None:
+    x = w.tensor(node.inputs[0])
+    full = len(x.shape) + 1
+    axis = node.attrs.get("axis", 0) % full
+    if axis == 0:
+        raise Unsupported("it splits the batch axis")
+    size = x.shape[axis - 1]
+    sizes = node.attrs.get("split") or int_setting(w, node, "split", 1)
+    if not sizes:
+        parts = node.attrs.get("num_outputs", len(node.outputs))
+        chunk = -(-size // parts)
+        sizes = [min(chunk, size - k * chunk) for k in range(parts)]
+    start = 0
+    for out, length in zip(node.outputs, sizes):
+        w.emit(node, _slices(x, [axis], [start], [start + length], full), output=out, hint=out)
+        start += length
+
+
 def _concat(w, node, index) -> None:
     parts = [w.tensor(n) for n in node.inputs if n]
     full = len(parts[0].shape) + 1
@@ -234,6 +311,27 @@ def _dropout(w, node, index) -> None:
     w.emit(node, f"dropout({x.name}, p={number(np.asarray(ratio).reshape(()))})", hint=node.outputs[0])
 
 
+def _greater(w, node, index) -> None:
+    x = w.tensor(node.inputs[0])
+    zero = w.const(node.inputs[1])
+    users = w.consumers(node.outputs[0])
+    cast = w.nodes[users[0]] if len(users) == 1 else None
+    if zero is None or np.any(np.asarray(zero) != 0) or cast is None or cast.op_type != "Cast" \
+            or cast.attrs.get("to") != 1 or node.outputs[0] in w.graph_outputs:
+        raise Unsupported("graphc has no boolean tensors: only Greater(x, 0) cast to float (a step) is supported")
+    w.absorb(users[0])
+    w.emit(node, f"step({x.name})", output=cast.outputs[0], hint=cast.outputs[0], shape=x.shape)
+
+
+def _reduce_max(w, node, index) -> None:
+    x = w.tensor(node.inputs[0])
+    axes = sorted(a % (len(x.shape) + 1) for a in (int_setting(w, node, "axes", 1) or []))
+    if len(x.shape) != 3 or axes != [2, 3] or node.attrs.get("keepdims", 1):
+        raise Unsupported("graphc has no max reduction; only the max over H and W of [N, C, H, W] without "
+                          "keepdims (global_maxpool) is supported")
+    w.emit(node, f"global_maxpool({x.name})", hint=node.outputs[0])
+
+
 def _cast(w, node, index) -> None:
     x = w.tensor(node.inputs[0])
     if node.attrs.get("to") != 1:
@@ -270,6 +368,7 @@ IMPORTERS = {
     "BatchNormalization": batchnorm, "LayerNormalization": layernorm,
     "InstanceNormalization": instancenorm, "GroupNormalization": groupnorm, "LRN": lrn,
     "Flatten": _flatten, "Reshape": _reshape, "Squeeze": _squeeze, "Unsqueeze": _unsqueeze,
-    "Concat": _concat, "ReduceSum": _reduce("sum"), "ReduceMean": _reduce("mean"),
+    "Pad": _pad, "Slice": _slice, "Split": _split, "Concat": _concat,
+    "ReduceSum": _reduce("sum"), "ReduceMean": _reduce("mean"), "ReduceMax": _reduce_max, "Greater": _greater,
     "Dropout": _dropout, "Cast": _cast, "SoftmaxCrossEntropyLoss": _softmax_cross_entropy,
 }

@@ -1,7 +1,8 @@
 """Batching: a Dataset fitted to a model, split into train/validation, cut into minibatches.
 
-Input: the arrays of a `Dataset` (training/data.py) and the model's declared
-input and label types. Output: `TrainData` — arrays reshaped to the input's
+Input: the arrays a dataset binds to the model's inputs and labels by name
+(training/binding.py) and their declared types. Output: `TrainData` — one
+feed per input and label, per split (train, validation, test) — arrays reshaped to the input's
 sample shape, labels checked (class indices in range, or float targets of the
 declared shape, one-hot encoded when classes feed a [K] target), a
 deterministic validation hold-out — and the minibatch iterator of the loop.
@@ -16,38 +17,41 @@ import numpy as np
 
 from graphc.diagnostics import GraphcError
 from graphc.tensor_type import CLASS
+from graphc.training.binding import NO_DATA, Bound, bind, bind_pair
 from graphc.training.config import TrainConfig
-from graphc.training.data import load_dataset, split_validation
+from graphc.training.data import split_validation
 
 
 @dataclass
 class TrainData:
-    """The dataset fitted to the model's input and label: train/validation/test arrays (test may be None)."""
+    """The dataset fitted to the model's inputs and labels: train/validation/test feeds (test may be None).
+
+    Each split is a dict name -> array (N, ...) with one entry per input and
+    label the dataset binds (training/binding.py); `x_*`/`y_*` are the first
+    input's and the first label's arrays, for models with one of each.
+    """
 
     name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray | None
-    y_test: np.ndarray | None
+    train: dict[str, np.ndarray]
+    val: dict[str, np.ndarray]
+    test: dict[str, np.ndarray] | None
     limit: int | None = None   # --limit: part of the resume fingerprint (the numbers depend on it)
+    inputs: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, program, cfg: TrainConfig, limit: int | None = None, limit_test: int | None = None) -> "TrainData":
-        """Return the configured dataset, reshaped and checked against the model's input and label.
+        """Return the configured dataset, bound by name and checked against the model's inputs and labels.
 
         `limit` N keeps the first N training samples (the validation split is
         held out from those) and the first N test samples; `limit_test` M, when
         given, keeps the first M test samples instead.
         """
-        cls.check_model(program)
-        ds = load_dataset(cfg.data, data_dir=cfg.data_dir, seed=cfg.seed, scale=cfg.scale)
-        return cls.fitted(program, cfg, ds, limit=limit, limit_test=limit_test)
+        return cls.from_bound(program, cfg, bind(program.graph, cfg), limit=limit, limit_test=limit_test)
 
     @staticmethod
     def check_model(program) -> None:
-        """Return None when the model can train from a dataset: exactly one input and one label."""
+        """Return None when the model can train from a (samples, labels) pair: exactly one input and one label."""
         graph = program.graph
         if len(graph.inputs) != 1 or len(graph.labels) != 1:
             raise GraphcError(f"training from a dataset needs exactly one input and one label; `{graph.model}` "
@@ -57,27 +61,69 @@ class TrainData:
     @classmethod
     def fitted(cls, program, cfg: TrainConfig, ds, *, limit: int | None = None,
                limit_test: int | None = None) -> "TrainData":
-        """Return a loaded Dataset fitted to the model, limited (see `load`) and split for validation."""
-        cls.check_model(program)
+        """Return a loaded (samples, labels) Dataset fitted to the model, limited (see `load`) and split."""
+        return cls.from_bound(program, cfg, bind_pair(program.graph, ds), limit=limit, limit_test=limit_test)
+
+    @classmethod
+    def from_bound(cls, program, cfg: TrainConfig, bound: Bound, *, limit: int | None = None,
+                   limit_test: int | None = None) -> "TrainData":
+        """Return bound arrays fitted to the declared types, limited (see `load`) and split for validation."""
         graph = program.graph
-        x_name, y_name = graph.inputs[0], graph.labels[0]
-        x_type, y_type = graph.node(x_name).declared, graph.node(y_name).declared
 
-        def fit(x, y):
-            x = fit_to_input(x, x_type.shape, dataset=ds.name, input_name=x_name).astype(program.dtype, copy=False)
-            if y_type.kind == CLASS:
-                y = check_labels(y, num_classes=y_type.classes, target_shape=None, dataset=ds.name, label_name=y_name)
-            else:
-                y = check_labels(y, num_classes=None, target_shape=y_type.shape, dataset=ds.name,
-                                 label_name=y_name).astype(program.dtype, copy=False)
-            return x, y
+        def fit(split: dict) -> dict:
+            fitted = {}
+            for name, a in split.items():
+                t = graph.node(name).declared
+                if name in graph.inputs:
+                    a = fit_to_input(a, t.shape, dataset=bound.name, input_name=name).astype(program.dtype,
+                                                                                             copy=False)
+                elif t.kind == CLASS:
+                    a = check_labels(a, num_classes=t.classes, target_shape=None, dataset=bound.name,
+                                     label_name=name)
+                else:
+                    a = check_labels(a, num_classes=None, target_shape=t.shape, dataset=bound.name,
+                                     label_name=name).astype(program.dtype, copy=False)
+                fitted[name] = a
+            return fitted
 
-        x_train, y_train = fit(ds.x_train[:limit], ds.y_train[:limit])
+        train = fit({name: a[:limit] for name, a in bound.train.items()})
         limit_test = limit if limit_test is None else limit_test
-        x_test, y_test = fit(ds.x_test[:limit_test], ds.y_test[:limit_test]) if ds.x_test is not None else (None, None)
+        test = fit({name: a[:limit_test] for name, a in bound.test.items()}) if bound.test is not None else None
         # Held out from the limited samples: --limit bounds validation too, and the split stays the same fraction.
-        x_train, y_train, x_val, y_val = split_validation(x_train, y_train, cfg.validation, cfg.seed)
-        return cls(ds.name, x_train, y_train, x_val, y_val, x_test, y_test, limit=limit)
+        # `data = none` has one zero sample, the same every step: nothing to validate on.
+        train, val = split_feeds(train, 0.0 if bound.name == NO_DATA else cfg.validation, cfg.seed)
+        return cls(bound.name, train, val, test, limit=limit, inputs=tuple(graph.inputs), labels=tuple(graph.labels))
+
+    def size(self, split: str) -> int:
+        """Return the number of samples of a split (`train`, `val` or `test`; 0 when absent)."""
+        feeds = getattr(self, split)
+        return len(next(iter(feeds.values()))) if feeds else 0
+
+    def _first(self, split: str, names: tuple[str, ...]):
+        feeds = getattr(self, split)
+        if feeds is None or not names or names[0] not in feeds:
+            return None
+        return feeds[names[0]]
+
+    x_train = property(lambda self: self._first("train", self.inputs), doc="The first input's training array.")
+    y_train = property(lambda self: self._first("train", self.labels), doc="The first label's training array.")
+    x_val = property(lambda self: self._first("val", self.inputs), doc="The first input's validation array.")
+    y_val = property(lambda self: self._first("val", self.labels), doc="The first label's validation array.")
+    x_test = property(lambda self: self._first("test", self.inputs), doc="The first input's test array.")
+    y_test = property(lambda self: self._first("test", self.labels), doc="The first label's test array.")
+
+
+def split_feeds(feeds: dict[str, np.ndarray], fraction: float, seed: int) -> tuple[dict, dict]:
+    """Return (train, validation) feeds: the hold-out `split_validation` makes, applied to every array alike."""
+    if not feeds:
+        return feeds, {}
+    names = list(feeds)
+    n = len(feeds[names[0]])
+    # split_validation picks the rows; an index array carries them to every named array
+    train_rows, _, val_rows, _ = split_validation(np.arange(n), np.arange(n), fraction, seed)
+    if len(val_rows) == 0:
+        return feeds, {name: a[:0] for name, a in feeds.items()}
+    return {name: a[train_rows] for name, a in feeds.items()}, {name: a[val_rows] for name, a in feeds.items()}
 
 
 def _fmt(shape) -> str:
@@ -167,5 +213,33 @@ def batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool, rng
             # without shuffling, slices are views: no copy per batch
             idx = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
             yield x[idx], y[idx]
+
+    return generate()
+
+
+def feed_batches(feeds: dict[str, np.ndarray], batch_size: int, *, shuffle: bool, rng: np.random.Generator,
+                 drop_last: bool = False):
+    """Return an iterator of minibatch feeds (name -> rows) covering `feeds` once.
+
+    The same rows of every array go together; the permutation drawn from
+    `rng` is the one `batches` draws, so a run's order does not depend on
+    how many arrays the model reads.
+    """
+    if batch_size < 1:
+        raise GraphcError(f"batch size must be at least 1, got {batch_size}",
+                          help="use a positive batch size, e.g. 32")
+    counts = {len(a) for a in feeds.values()}
+    if len(counts) > 1:
+        raise GraphcError(f"the arrays have different numbers of samples: {sorted(counts)}",
+                          help="every input and label needs one row per sample")
+    n = counts.pop() if counts else 0
+    order = rng.permutation(n) if shuffle else None
+    stop = n - n % batch_size if drop_last else n
+
+    def generate():
+        for start in range(0, stop, batch_size):
+            # without shuffling, slices are views: no copy per batch
+            idx = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
+            yield {name: a[idx] for name, a in feeds.items()}
 
     return generate()

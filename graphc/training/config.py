@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from graphc.compiler.evaluate import Evaluator
 from graphc.compiler.graph import Setting
@@ -26,18 +27,21 @@ from graphc.language import syntax as S
 from graphc.language.parse import parse
 from graphc.ops.init import check_initialiser
 from graphc.source import SourceFile
-from graphc.training.optim import check_optimizer, check_schedule
+from graphc.training.binding import holds_idx
+from graphc.training.optim import OPTIMIZER_SIGNATURES, check_optimizer, check_schedule
 
 # key -> (what it holds, for messages)
 TRAIN_KEYS = {
-    "data": "a dataset name (xor, spiral, digits, mnist, fashion-mnist) or a .npz/.csv path",
+    "data": "a dataset name (xor, spiral, digits, mnist, fashion_mnist, mnist_halves), a .npz/.csv path (relative to the .nn "
+            "file), or none (a loss over parameters only)",
     "batch": "the mini-batch size, a whole number >= 1",
     "epochs": "the number of passes over the training data, a whole number >= 1",
-    "optimizer": "sgd, momentum, nesterov, adagrad, rmsprop or adam, e.g. sgd(lr=0.1, momentum=0.9)",
+    "optimizer": "sgd, momentum, nesterov, adagrad, rmsprop, adam or adamw, e.g. sgd(lr=0.1, momentum=0.9)",
     "init": "the default initialiser of weights: zeros, normal(std=0.01), xavier, he, ...",
     "weight_decay": "the L2 penalty on weights, a number >= 0",
     "l1": "the L1 penalty on weights, a number >= 0",
-    "schedule": "a learning-rate schedule: constant, step(step_size=2, gamma=0.5), exponential(gamma=0.9), cosine",
+    "schedule": "a learning-rate schedule: constant, step(step_size=2, gamma=0.5), exponential(gamma=0.9), cosine; "
+                "each takes warmup=EPOCHS, e.g. cosine(warmup=2)",
     "validation": "the fraction of training data held out for validation, in [0, 1)",
     "seed": "the random seed, a whole number",
     "early_stop": "stop after this many epochs without a better validation loss (0 = never)",
@@ -108,6 +112,11 @@ def check_setting(key: str, expr, evaluator: Evaluator, key_span):
     if isinstance(expr, (S.Call, S.Chain)):
         evaluator.error(f"`{key}` must be a constant: {TRAIN_KEYS[key]}", span_of(expr))
         return None
+    hyphenated = _hyphenated(expr) if isinstance(expr, S.BinOp) else None
+    if key == "data" and hyphenated:
+        evaluator.error(f"`{hyphenated}` reads as a subtraction of names", span_of(expr),
+                        help=f"write `{hyphenated.replace('-', '_')}` or \"{hyphenated}\"")
+        return None
     value = evaluator.expr(expr, scope, None)
     if value is POISON:
         return None
@@ -117,6 +126,17 @@ def check_setting(key: str, expr, evaluator: Evaluator, key_span):
                         help=f"`{key}` is {TRAIN_KEYS[key]}")
         return None
     return float(value) if key in _FLOATS else value
+
+
+def _hyphenated(expr) -> str | None:
+    """Return `fashion-mnist` for the names-minus-names expression the parser makes of it, else None."""
+    if isinstance(expr, S.Name):
+        return expr.id
+    if isinstance(expr, S.BinOp) and expr.op == "-":
+        left, right = _hyphenated(expr.left), _hyphenated(expr.right)
+        if left and right:
+            return f"{left}-{right}"
+    return None
 
 
 def _show(v) -> str:
@@ -140,6 +160,8 @@ class TrainConfig:
     seed: int
     early_stop: int
     scale: str
+    # The folder a relative `data` path written in a train section is read from: the .nn file's, like `include`.
+    data_root: str | None = None
 
     def fingerprint(self) -> dict:
         """Return the settings that must match for a checkpoint to be resumed."""
@@ -155,7 +177,7 @@ def train_config(graph, overrides: list[str] = (), *, epochs=None, batch=None, s
     values = {key: s.value for key, s in (graph.train or default_settings()).items()}
     diagnostics = Diagnostics()
     for item in overrides:
-        key, value = _override(item, Evaluator(diagnostics))
+        key, value = _override(item, Evaluator(diagnostics), values["optimizer"])
         if value is not None:
             values[key] = value
     diagnostics.raise_if_errors()
@@ -165,11 +187,17 @@ def train_config(graph, overrides: list[str] = (), *, epochs=None, batch=None, s
                 raise GraphcError(f"--{key} must be at least {minimum}, got {value}")
             values[key] = value
     data_dir = None
+    written = (graph.train or {}).get("data")
+    data_root = None
+    if written is not None and written.span is not None and values.get("data") == written.value:
+        data_root = os.path.dirname(os.path.abspath(written.span.source.path))
     if data is not None:
         if os.path.isdir(data):
             data_dir = data
         else:
-            values["data"] = data
+            values["data"], data_root = data, None   # a --data path is relative to the current directory
+    if "data" not in values and data_dir is not None and holds_idx(Path(data_dir)):
+        values["data"] = "mnist"   # --data DIR of MNIST-layout files on a model without a `data` setting
     if "data" not in values:
         raise GraphcError(f"model `{graph.model}` has no `data` setting", span=graph.train_span,
                           help="add `data = mnist` (or digits, xor, spiral, a .npz/.csv path) or pass --data")
@@ -177,15 +205,22 @@ def train_config(graph, overrides: list[str] = (), *, epochs=None, batch=None, s
                        optimizer=values["optimizer"], init=values["init"],
                        weight_decay=values["weight_decay"], l1=values["l1"], schedule=values["schedule"],
                        validation=values["validation"], seed=values["seed"], early_stop=values["early_stop"],
-                       scale=values["scale"])
+                       scale=values["scale"], data_root=data_root)
 
 
-def _override(item: str, evaluator: Evaluator) -> tuple[str, object]:
-    """Return (key, checked value or None after an error) of one `--set KEY=VALUE`."""
+def _override(item: str, evaluator: Evaluator, optimizer: tuple[str, dict]) -> tuple[str, object]:
+    """Return (key, checked value or None after an error) of one `--set KEY=VALUE`.
+
+    A KEY that is not a train setting but a keyword of the optimizer (`lr`, `momentum`, or
+    `optimizer.lr`) changes that one keyword: the result is ("optimizer", (name, keywords)).
+    """
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise GraphcError(f"--set {item!r} is not KEY=VALUE", help="e.g. --set optimizer=adam(lr=0.001)")
+        raise GraphcError(f"--set {item!r} is not KEY=VALUE", help="e.g. --set optimizer=adam(lr=0.001) or --set lr=0.1")
+    keyword = key.removeprefix("optimizer.")
+    if key not in TRAIN_KEYS and keyword.isidentifier():
+        return "optimizer", _optimizer_keyword(keyword, text.strip(), optimizer)
     source = SourceFile(f"--set {key}", f"train {{ {key} = {text.strip()} }}\n")
     try:
         module = parse(source)
@@ -197,3 +232,32 @@ def _override(item: str, evaluator: Evaluator) -> tuple[str, object]:
         raise GraphcError(f"--set {item!r} is not KEY=VALUE")
     setting = trains[0].settings[0]
     return setting.key, check_setting(setting.key, setting.value, evaluator, setting.key_span)
+
+
+def _optimizer_keyword(keyword: str, text: str, optimizer: tuple[str, dict]) -> tuple[str, dict]:
+    """Return the optimizer with one keyword set from `--set KEYWORD=VALUE`; GraphcError when the
+    optimizer has no such keyword or the value is bad (the train section's diagnostics)."""
+    name, given = optimizer
+    keywords = [k.name for k in OPTIMIZER_SIGNATURES[name].keywords]
+    if keyword not in keywords and not (keyword == "betas" and "beta1" in keywords):
+        raise GraphcError(f"--set {keyword}: `{keyword}` is neither a train setting nor a keyword of `{name}`",
+                          help=did_you_mean(keyword, [*TRAIN_KEYS, *keywords])
+                          or f"train settings: {', '.join(TRAIN_KEYS)}; `{name}` takes {', '.join(keywords)}")
+    # The other keywords as written; betas and beta1/beta2 replace each other.
+    replaced = {"betas": ("beta1", "beta2"), "beta1": ("betas",), "beta2": ("betas",)}.get(keyword, ())
+    kept = {k: v for k, v in given.items() if k != keyword and k not in replaced}
+    source = SourceFile(f"--set {keyword}", f"train {{ optimizer = {name}({keyword} = {text}) }}\n")
+    try:
+        module = parse(source)
+    except GraphcError as error:
+        raise GraphcError(f"--set {keyword}: cannot read the value `{text}`",
+                          help=error.diagnostics[0].help) from None
+    settings = [s for i in module.items if isinstance(i, S.Train) for s in i.settings]
+    if len(settings) != 1 or not isinstance(settings[0].value, S.Call) or len(settings[0].value.keywords) != 1:
+        raise GraphcError(f"--set {keyword}={text} is not KEY=VALUE")
+    diagnostics = Diagnostics()
+    merged = Evaluator(diagnostics).named_call(
+        settings[0].value, Scope("", {}, (), "", ()), "optimizer",
+        lambda n, args, kwargs: check_optimizer(n, args, {**kept, **kwargs}))
+    diagnostics.raise_if_errors()
+    return merged

@@ -3,8 +3,9 @@
 Input: a dataset spec (`xor`, `spiral`, `digits`, `mnist`, `fashion-mnist`, or
 a path to a `.npz` or `.csv` file) and where to look for downloaded files.
 Output: a `Dataset` of float32 inputs with int64 class labels (or float32
-targets). Fitting them to a model, validation splits and minibatches are in
-training/batching.py.
+targets), and the readers of `.npz`/`.csv` files whose arrays bind to a
+model's inputs and labels by name (training/binding.py). Fitting them to a
+model, validation splits and minibatches are in training/batching.py.
 
 MNIST-style IDX files are found, downloaded and read by training/idx.py.
 Every problem with the user's data or files is raised as `GraphcError`.
@@ -71,15 +72,15 @@ def load_dataset(spec: str, *, data_dir: str | None = None, seed: int = 0, scale
     elif name in IDX_SOURCES:
         ds = Dataset(name, *load_idx(name, data_dir, download), 10)
     elif name.endswith(".npz"):
-        ds = _load_npz(_resolve(spec, data_dir))
+        ds = _load_npz(resolve_path(spec, data_dir))
     elif name.endswith(".csv"):
-        ds = _load_csv(_resolve(spec, data_dir))
+        ds = _load_csv(resolve_path(spec, data_dir))
     else:
         suggestion = did_you_mean(name, KNOWN_DATASETS)
         hint = f"{suggestion} " if suggestion else ""
         raise GraphcError(f"unknown dataset `{spec}`",
                           help=f"{hint}known datasets: {', '.join(KNOWN_DATASETS)}, or a path to a .npz or .csv file")
-    return _standardise(ds) if scale == "standard" else ds
+    return standardise(ds) if scale == "standard" else ds
 
 
 def _spiral(seed: int) -> Dataset:
@@ -104,7 +105,7 @@ def _digits(seed: int) -> Dataset:
     return Dataset("digits", x_tr, y_tr, x_te, y_te, 10)
 
 
-def _standardise(ds: Dataset) -> Dataset:
+def standardise(ds: Dataset) -> Dataset:
     """Return `ds` with every feature shifted and scaled by training statistics."""
     mean = ds.x_train.mean(axis=0, dtype=np.float64)
     std = ds.x_train.std(axis=0, dtype=np.float64)
@@ -115,19 +116,28 @@ def _standardise(ds: Dataset) -> Dataset:
 
 # ---------------------------------------------------------------- files
 
-def _resolve(spec: str, data_dir: str | None) -> Path:
-    """Return the path of a data file: as given, else relative to `data_dir`."""
+def resolve_path(spec: str, data_dir: str | None, root: str | None = None) -> Path:
+    """Return the path of a data file: as given (relative to `root`, the `.nn` file's folder, when
+    the path was written in a train section), else relative to `data_dir` (--data DIR)."""
     path = Path(spec).expanduser()
-    if not path.exists() and data_dir and not path.is_absolute() and (Path(data_dir) / path).exists():
-        path = Path(data_dir) / path
+    if root and not path.is_absolute():
+        path = Path(root) / path   # like `include`: the .nn file's folder, not the current directory
+    if not path.exists() and data_dir and not Path(spec).is_absolute() and (Path(data_dir) / spec).exists():
+        path = Path(data_dir) / spec
     if not path.is_file():
-        raise GraphcError(f"data file {spec} does not exist" if not path.exists() else f"{spec} is not a file",
-                          help="check the path (relative paths are tried from the current directory, then --data)")
+        where = f"{root} (the .nn file's folder)" if root else "the current directory"
+        raise GraphcError(f"data file {path} does not exist" if not path.exists() else f"{path} is not a file",
+                          help=f"check the path (relative paths are tried from {where}, then --data)")
     return path
 
 
 def _load_npz(path: Path) -> Dataset:
     """Return a dataset from an .npz holding x_train/y_train[/x_test/y_test] or x/y."""
+    return npz_dataset(path, read_npz(path))
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Return every array of an .npz archive by key (GraphcError when it is not a numeric .npz)."""
     try:
         with open(path, "rb") as f:  # our own handle: np.load leaks its file when the zip is corrupt
             if f.read(6) == b"\x93NUMPY":
@@ -146,6 +156,11 @@ def _load_npz(path: Path) -> Dataset:
     if odd:
         raise GraphcError(f"cannot read {path}: member '{odd[0]}' is not a .npy array",
                           help="write it with np.savez(path, x_train=..., y_train=...) using numeric arrays")
+    return arrays
+
+
+def npz_dataset(path: Path, arrays: dict[str, np.ndarray]) -> Dataset:
+    """Return the dataset of an .npz's arrays in the positional scheme: x_train/y_train[/x_test/y_test] or x/y."""
     if "x_train" in arrays or "y_train" in arrays:
         keys = ("x_train", "y_train", "x_test", "y_test")
     else:
@@ -153,7 +168,9 @@ def _load_npz(path: Path) -> Dataset:
     missing = [k for k in keys[:2] if k not in arrays]
     if missing or (("x_test" in arrays) != ("y_test" in arrays)):
         raise GraphcError(f"{path} holds arrays {sorted(arrays)}; expected x_train and y_train (or x and y), "
-                          f"and optionally x_test with y_test", help="rename the arrays when calling np.savez")
+                          f"and optionally x_test with y_test",
+                          help="rename the arrays when calling np.savez: x_train=..., y_train=..., or after the "
+                               "model's inputs and labels (NAME_train=..., NAME_test=...)")
     return _from_arrays(str(path), *(arrays.get(k) for k in keys))
 
 
@@ -163,6 +180,11 @@ def _load_csv(path: Path) -> Dataset:
     A first row that is not all numbers is a header. A label column of
     non-negative whole numbers gives class labels; anything else gives float targets.
     """
+    return csv_dataset(path, read_csv_table(path)[1])
+
+
+def read_csv_table(path: Path) -> tuple[list[str] | None, np.ndarray]:
+    """Return a CSV file's header (None without one) and its numbers as a 2-D float64 table."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # utf-8-sig: spreadsheets often write a BOM
     except (OSError, UnicodeDecodeError) as e:
@@ -176,6 +198,12 @@ def _load_csv(path: Path) -> Dataset:
         table = np.loadtxt(io.StringIO("\n".join(lines[start:])), delimiter=",", ndmin=2, quotechar='"')
     except ValueError:
         raise _csv_error(path, lines, start) from None
+    header = [c.strip() for c in next(csv.reader([lines[first]]))] if start > first else None
+    return header, table
+
+
+def csv_dataset(path: Path, table: np.ndarray) -> Dataset:
+    """Return the dataset of a CSV table in the positional scheme: features..., label."""
     if table.shape[1] < 2:
         raise GraphcError(f"{path} needs a feature column and a label column",
                           help="one row per sample: features..., label")

@@ -112,30 +112,43 @@ class Tally:
 
 
 def evaluate_split(program, x, y, batch: int = 1000, *, bar: str | None = None) -> dict:
-    """Return {"loss", "accuracy"?, "accuracies"?, "samples"} of the model in eval mode over (x, y).
+    """Return {"loss", "accuracy"?, "accuracies"?, "samples"} of a one-input, one-label model over (x, y).
+
+    {} when there is no data; see `evaluate_feeds`.
+    """
+    if x is None or len(x) == 0:
+        return {}
+    graph = program.graph
+    feeds = {graph.inputs[0]: x, **({graph.labels[0]: y} if graph.labels and y is not None else {})}
+    return evaluate_feeds(program, feeds, batch, bar=bar)
+
+
+def evaluate_feeds(program, feeds: dict | None, batch: int = 1000, *, bar: str | None = None) -> dict:
+    """Return {"loss", "accuracy"?, "accuracies"?, "samples"} of the model in eval mode over a split's feeds
+    (name -> array, one per input and label).
 
     {} when there is no data. With `bar` (its label), a progress bar runs on a terminal.
     """
-    if x is None or len(x) == 0:
+    n = len(next(iter(feeds.values()))) if feeds else 0
+    if n == 0:
         return {}
     graph = program.graph
     found = classifiers(graph)
     wanted = tuple(dict.fromkeys([graph.loss, *value_nodes(graph, found)]))
     executor = program.executor(wanted, backward=False)
     total_loss, tally = 0.0, Tally(found)
-    x_name, y_name = graph.inputs[0], graph.labels[0]
-    shown = progress_bar(len(x), bar) if bar else None
-    for start in range(0, len(x), batch):
-        xb, yb = x[start:start + batch], y[start:start + batch]
-        values = executor.forward({x_name: xb, y_name: yb}, program.params, program.state, train=False,
-                                  rng=program.rng, batch=len(xb))
-        total_loss += float(program.reduce_loss(values[graph.loss])) * len(xb)
-        tally.add(values, len(xb))
+    shown = progress_bar(n, bar) if bar else None
+    for start in range(0, n, batch):
+        fed = {name: a[start:start + batch] for name, a in feeds.items()}
+        rows = min(batch, n - start)
+        values = executor.forward(fed, program.params, program.state, train=False, rng=program.rng, batch=rows)
+        total_loss += float(program.reduce_loss(values[graph.loss])) * rows
+        tally.add(values, rows)
         if shown is not None:
-            shown.update(len(xb))
+            shown.update(rows)
     if shown is not None:
         shown.close()
-    return {"loss": total_loss / len(x), **tally.metrics(), "samples": int(len(x))}
+    return {"loss": total_loss / n, **tally.metrics(), "samples": int(n)}
 
 
 def format_metrics(m: dict) -> str:

@@ -29,6 +29,7 @@ from graphc.signature import (
     POSITIVE,
     REQUIRED,
     WHOLE,
+    Accepts,
     Keyword,
     Signature,
     SignatureError,
@@ -59,6 +60,10 @@ class Optimizer:
                       for buf in self._buffers()}
         self.steps = {n: np.zeros((), np.int64) for n in self.params}
         self._scratch = {n: np.empty_like(p) for n, p in self.params.items()}
+
+    def decay_only(self, names) -> None:
+        """Limit the optimizer's own weight decay (adamw's) to the parameters `names` (None: all);
+        returns None. Optimizers without one ignore it."""
 
     def _buffers(self) -> tuple[str, ...]:
         """Return the names of the per-parameter state buffers this configuration needs."""
@@ -251,6 +256,32 @@ class Adam(Optimizer):
         p += t
 
 
+class AdamW(Adam):
+    """torch.optim.AdamW: Adam with decoupled weight decay, p *= 1 - lr * weight_decay before the Adam step.
+
+    The decay applies to every parameter (as torch.optim.AdamW given all of them) unless
+    `decay_only` names fewer: the trainer names the graph's weights, so biases and norm scales
+    are not decayed, the same set the train setting `weight_decay` (an L2 term added to the
+    gradient) uses.
+    """
+
+    prefix = "adamw"
+
+    def __init__(self, params, lr, **hyper):
+        super().__init__(params, lr, **hyper)
+        self.decay_only(None)
+
+    def decay_only(self, names) -> None:
+        # The model's arrays stay the same objects for the optimizer's life, so their ids name them.
+        self._decayed = {id(p) for n, p in self.params.items() if names is None or n in names}
+
+    def _update(self, p, g, t, state, step):
+        wd = self.hyper["weight_decay"]
+        if wd and id(p) in self._decayed:
+            p *= 1 - self.lr * wd
+        super()._update(p, g, t, state, step)
+
+
 def _nesterov_rule(values: dict) -> tuple[str, str] | None:
     if values["nesterov"] and (values["momentum"] <= 0 or values["dampening"] != 0):
         return ("Nesterov momentum needs momentum > 0 and dampening = 0",
@@ -259,14 +290,20 @@ def _nesterov_rule(values: dict) -> tuple[str, str] | None:
 
 
 # Keywords people bring from torch.optim that graphc spells differently.
-_TORCH_HABITS = {"weight_decay": "weight decay is the train setting `weight_decay` (applied to weights only)",
-                 "betas": "give beta1=... and beta2=... separately (torch's betas=(beta1, beta2))"}
+_TORCH_HABITS = {"weight_decay": "weight decay is the train setting `weight_decay` (an L2 term on weights only); "
+                                 "adamw(weight_decay=0.01) is the decoupled kind",
+                 "betas": "`betas` is a keyword of adam and adamw: adam(betas=[0.9, 0.999])"}
 
 
 def _sgd(name: str, lr: float, momentum: float, nesterov: bool) -> Signature:
     return Signature(name, (Keyword("lr", lr, NON_NEGATIVE), Keyword("momentum", momentum, NON_NEGATIVE),
                             Keyword("dampening", 0.0, FRACTION), Keyword("nesterov", nesterov, FLAG)),
                      rule=_nesterov_rule, hints=_TORCH_HABITS)
+
+
+_ADAM_KEYWORDS = (Keyword("lr", 1e-3, NON_NEGATIVE), Keyword("beta1", 0.9, BELOW_ONE),
+                  Keyword("beta2", 0.999, BELOW_ONE), Keyword("eps", 1e-8, NON_NEGATIVE),
+                  Keyword("amsgrad", False, FLAG))
 
 
 # name -> (class, its one signature: every keyword with its default). The lr defaults are torch's,
@@ -283,44 +320,78 @@ OPTIMIZERS: dict[str, tuple[type[Optimizer], Signature]] = {
         Keyword("lr", 1e-2, NON_NEGATIVE), Keyword("alpha", 0.99, FRACTION), Keyword("eps", 1e-8, NON_NEGATIVE),
         Keyword("momentum", 0.0, NON_NEGATIVE), Keyword("centered", False, FLAG)), hints=_TORCH_HABITS)),
     # beta = 1 would divide by 1 - beta**t = 0: betas lie in [0, 1).
-    "adam": (Adam, Signature("adam", (
-        Keyword("lr", 1e-3, NON_NEGATIVE), Keyword("beta1", 0.9, BELOW_ONE), Keyword("beta2", 0.999, BELOW_ONE),
-        Keyword("eps", 1e-8, NON_NEGATIVE), Keyword("amsgrad", False, FLAG)), hints=_TORCH_HABITS)),
+    "adam": (Adam, Signature("adam", _ADAM_KEYWORDS, hints=_TORCH_HABITS)),
+    # torch.optim.AdamW's defaults: weight_decay=0.01 (decoupled: not an L2 term in the gradient).
+    "adamw": (AdamW, Signature("adamw", (*_ADAM_KEYWORDS[:4], Keyword("weight_decay", 1e-2, NON_NEGATIVE),
+                                         _ADAM_KEYWORDS[4]), hints=_TORCH_HABITS)),
 }
 OPTIMIZER_SIGNATURES: dict[str, Signature] = {name: signature for name, (_, signature) in OPTIMIZERS.items()}
 
 
 def check_optimizer(name: str, args=(), kwargs=None) -> dict:
-    """Return the given keywords of optimizer `name` by name, checked (SignatureError if not)."""
+    """Return the given keywords of optimizer `name` by name, checked (SignatureError if not).
+
+    torch's `betas=[beta1, beta2]` is accepted where the optimizer has beta1 and beta2 (adam,
+    adamw) and returned as those two keywords.
+    """
+    kwargs = dict(kwargs or {})
+    signature = OPTIMIZER_SIGNATURES.get(name)
+    if "betas" in kwargs and signature is not None and signature.keyword("beta1") is not None:
+        betas = kwargs.pop("betas")
+        if not (isinstance(betas, (list, tuple)) and len(betas) == 2):
+            raise SignatureError(f"`betas` of `{name}` must be a list of two numbers, got {betas!r}",
+                                 "e.g. betas=[0.9, 0.999]", "betas", at_value=True)
+        twice = [k for k in ("beta1", "beta2") if k in kwargs]
+        if twice:
+            raise SignatureError(f"`{twice[0]}` is given twice: by itself and in `betas`",
+                                 "give betas=[...] or beta1=... and beta2=..., not both", "betas")
+        kwargs["beta1"], kwargs["beta2"] = betas
     return check_call("optimizer", OPTIMIZER_SIGNATURES, name, args, kwargs)
 
 
-def make_optimizer(name: str, params: dict[str, np.ndarray], **kwargs) -> Optimizer:
+def make_optimizer(name: str, params: dict[str, np.ndarray], *, decayed=None, **kwargs) -> Optimizer:
     """Return a new optimizer `name` (a key of OPTIMIZERS) over `params`.
 
     Keywords not given take the defaults of the optimizer's signature; an unknown
     name or keyword or a bad value raises GraphcError with `graphc check`'s message.
+    `decayed` names the parameters adamw's decoupled weight decay applies to (None: all).
     """
     try:
         given = check_optimizer(name, (), kwargs)
     except SignatureError as error:
         raise GraphcError(error.message, help=error.help) from None
     cls, signature = OPTIMIZERS[name]
-    return cls(params, **signature.complete(given))
+    optimizer = cls(params, **signature.complete(given))
+    if decayed is not None:
+        optimizer.decay_only(frozenset(decayed))
+    return optimizer
 
+
+# Every schedule can start with a linear warm-up: `cosine(warmup=2)`. Counted in epochs, because
+# every schedule sets the lr once per epoch (one clock, and checkpoints resume at epoch boundaries).
+_WARMUP = (Keyword("warmup", 0, Accepts(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                                        "a whole number of epochs >= 0")),
+           Keyword("warmup_factor", 1 / 3, Accepts(lambda v: FRACTION.test(v) and v > 0, "a number in (0, 1]")))
+_WARMUP_NAMES = tuple(k.name for k in _WARMUP)
 
 # name -> its signature; REQUIRED marks keywords without a default.
 SCHEDULES: dict[str, Signature] = {
-    "constant": Signature("constant", ()),
-    "step": Signature("step", (Keyword("step_size", REQUIRED, WHOLE), Keyword("gamma", 0.1, NON_NEGATIVE))),
-    "exponential": Signature("exponential", (Keyword("gamma", REQUIRED, NON_NEGATIVE),)),
-    # t_max defaults to the number of epochs, which only the run knows.
-    "cosine": Signature("cosine", (Keyword("t_max", None, POSITIVE), Keyword("eta_min", 0.0, NON_NEGATIVE))),
+    "constant": Signature("constant", _WARMUP),
+    "step": Signature("step", (Keyword("step_size", REQUIRED, WHOLE), Keyword("gamma", 0.1, NON_NEGATIVE),
+                               *_WARMUP)),
+    "exponential": Signature("exponential", (Keyword("gamma", REQUIRED, NON_NEGATIVE), *_WARMUP)),
+    # t_max defaults to the number of epochs after the warm-up, which only the run knows.
+    "cosine": Signature("cosine", (Keyword("t_max", None, POSITIVE), Keyword("eta_min", 0.0, NON_NEGATIVE),
+                                   *_WARMUP)),
 }
+# torch.optim.lr_scheduler's spellings that mean the same keyword here.
+_SCHEDULE_SPELLINGS = {"T_max": "t_max"}
 
 
 def check_schedule(name: str, args=(), kwargs=None) -> dict:
-    """Return the given keywords of schedule `name` by name, checked (SignatureError if not)."""
+    """Return the given keywords of schedule `name` by name, checked (SignatureError if not);
+    torch's `T_max` is read as `t_max`."""
+    kwargs = {_SCHEDULE_SPELLINGS.get(k, k): v for k, v in (kwargs or {}).items()}
     return check_call("schedule", SCHEDULES, name, args, kwargs)
 
 
@@ -328,14 +399,26 @@ def make_schedule(name: str, base_lr: float, epochs: int, **kwargs) -> Callable[
     """Return a function mapping a 0-based epoch index to that epoch's learning rate.
 
     Values equal torch.optim.lr_scheduler's (StepLR, ExponentialLR,
-    CosineAnnealingLR) when its `step()` is called once per epoch.
+    CosineAnnealingLR) when its `step()` is called once per epoch. With `warmup=W`
+    the first W epochs rise linearly from warmup_factor * lr towards lr and the
+    schedule then starts at its own epoch 0: torch's SequentialLR([LinearLR(
+    start_factor=warmup_factor, total_iters=W), schedule], milestones=[W]).
     """
     try:
         given = check_schedule(name, (), kwargs)
     except SignatureError as error:
         raise GraphcError(error.message, help=error.help) from None
     o = SCHEDULES[name].complete(given)
+    warmup, factor = o["warmup"], o["warmup_factor"]
     base = float(base_lr)
+    after = _after_warmup(name, base, epochs - warmup, o) if epochs > warmup or not warmup else (lambda e: base)
+    if not warmup:
+        return after
+    return lambda e: base * (factor + (1 - factor) * e / warmup) if e < warmup else after(e - warmup)
+
+
+def _after_warmup(name: str, base: float, epochs: int, o: dict) -> Callable[[int], float]:
+    """Return the schedule proper (its epoch 0 is the first epoch after the warm-up)."""
     if name == "step":
         step_size, gamma = o["step_size"], o["gamma"]
         return lambda e: base * gamma ** (e // step_size)  # StepLR
@@ -345,7 +428,8 @@ def make_schedule(name: str, base_lr: float, epochs: int, **kwargs) -> Callable[
         t_max, eta_min = (epochs if o["t_max"] is None else o["t_max"]), o["eta_min"]
         if not t_max > 0:
             raise GraphcError(f"cosine schedule needs t_max > 0, got {t_max!r}",
-                              help="t_max is the number of epochs of one half cosine; it defaults to epochs")
+                              help="t_max is the number of epochs of one half cosine; it defaults to the "
+                                   "epochs after the warm-up")
         # CosineAnnealingLR's closed form (torch's recursive form gives the same values).
         return lambda e: eta_min + (base - eta_min) * (1 + math.cos(math.pi * e / t_max)) / 2
     return lambda e: base

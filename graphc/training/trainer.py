@@ -22,7 +22,7 @@ from graphc.diagnostics import GraphcError
 from graphc.ops.kernels import retain_freed_memory
 from graphc.program import Program
 from graphc.runtime.nan_guard import check_step
-from graphc.training.batching import TrainData, batches
+from graphc.training.batching import TrainData, feed_batches
 from graphc.training.checkpoint import (
     CHECKPOINT,
     jsonable,
@@ -39,7 +39,8 @@ from graphc.training.metrics import (
     best_epoch,
     classifiers,
     epoch_line,
-    evaluate_split,
+    evaluate_feeds,
+    evaluate_split,  # noqa: F401  (re-exported: cli/run.py and bench/ import it from here)
     format_metrics,
     progress_bar,
 )
@@ -128,9 +129,10 @@ class Trainer:
         self.say = say or (lambda text: None)
         self.progress = progress
         name, kwargs = cfg.optimizer
-        self.optimizer = make_optimizer(name, program.params, **kwargs)
-        self.schedule = make_schedule(cfg.schedule[0], self.optimizer.lr, cfg.epochs, **cfg.schedule[1])
         self.decayed = [p for p, info in program.graph.params.items() if info.decay]
+        # adamw's decoupled decay, like the weight_decay setting, applies to weights only.
+        self.optimizer = make_optimizer(name, program.params, decayed=self.decayed, **kwargs)
+        self.schedule = make_schedule(cfg.schedule[0], self.optimizer.lr, cfg.epochs, **cfg.schedule[1])
         self.history: list[dict] = []
         self.start_epoch = 0
         self.early = EarlyStopping(cfg.early_stop)
@@ -162,8 +164,7 @@ class Trainer:
         cfg, data, program = self.cfg, self.data, self.program
         self.out.mkdir(parents=True, exist_ok=True)
         n_params = sum(int(v.size) for v in program.params.values())
-        samples = {"train": len(data.x_train), "val": len(data.x_val),
-                   "test": 0 if data.x_test is None else len(data.x_test)}
+        samples = {"train": data.size("train"), "val": data.size("val"), "test": data.size("test")}
         self.say(f"training {program.graph.model} ({n_params:,} parameters) on {data.name}: "
                  f"train {samples['train']:,} / val {samples['val']:,} / test {samples['test']:,} samples; "
                  f"{cfg.epochs} epochs of batch {cfg.batch}")
@@ -190,7 +191,7 @@ class Trainer:
             if stop:
                 self.say(f"early stop: no better validation loss for {cfg.early_stop} epochs")
                 break
-        test = evaluate_split(program, data.x_test, data.y_test, bar="test" if self.progress else None)
+        test = evaluate_feeds(program, data.test, bar="test" if self.progress else None)
         best, last = best_epoch(self.history), (self.history[-1]["epoch"] if self.history else None)
         # Early stopping (or a noisy validation loss) can leave the best weights behind the last: test both.
         test_best = self.evaluate_best() if test and best is not None and best != last else {}
@@ -220,8 +221,7 @@ class Trainer:
         last = {name: a.copy() for name, a in arrays.items()}
         load_weights(program, path)
         try:
-            return evaluate_split(program, self.data.x_test, self.data.y_test,
-                                  bar="test (best weights)" if self.progress else None)
+            return evaluate_feeds(program, self.data.test, bar="test (best weights)" if self.progress else None)
         finally:
             for name, a in arrays.items():
                 np.copyto(a, last[name])
@@ -233,15 +233,14 @@ class Trainer:
         self.optimizer.lr = float(self.schedule(epoch))
         program.rng = np.random.default_rng([cfg.seed, epoch, 1])
         order_rng = np.random.default_rng([cfg.seed, epoch])
-        x_name, y_name = graph.inputs[0], graph.labels[0]
         tally = Tally(classifiers(graph))
         plan = program.executor_for_backward(input_grads=False).plan
         total_loss, seen, step_loss = 0.0, 0, []
         started = time.perf_counter()
-        bar = (progress_bar(len(data.x_train), f"epoch {epoch + 1}/{cfg.epochs}", {"lr": f"{self.optimizer.lr:.3g}"})
+        bar = (progress_bar(data.size("train"), f"epoch {epoch + 1}/{cfg.epochs}", {"lr": f"{self.optimizer.lr:.3g}"})
                if self.progress else None)
-        for step, (xb, yb) in enumerate(batches(data.x_train, data.y_train, cfg.batch, shuffle=True, rng=order_rng)):
-            feeds = {x_name: xb, y_name: yb}
+        for step, feeds in enumerate(feed_batches(data.train, cfg.batch, shuffle=True, rng=order_rng)):
+            rows = len(next(iter(feeds.values())))
             rng_state = program.rng.bit_generator.state   # to replay this step's dropout noise on NaN
             # NumPy's overflow/invalid warnings would only repeat, less clearly, what the NaN guard says.
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -253,12 +252,12 @@ class Trainer:
             with np.errstate(over="ignore", invalid="ignore"):   # check_params says it better
                 self.optimizer.step({p: grads[p] for p in program.params if p in grads})
             check_params(program.params, where=f"in epoch {epoch + 1}, step {step + 1}")
-            total_loss += loss * len(xb)
-            seen += len(xb)
+            total_loss += loss * rows
+            seen += rows
             step_loss.append(loss)   # one float a step: the per-iteration curve
-            tally.add(values, len(xb))
+            tally.add(values, rows)
             if bar is not None:
-                bar.update(len(xb))
+                bar.update(rows)
                 bar.set_postfix(loss=f"{total_loss / seen:.4f}", lr=f"{self.optimizer.lr:.3g}", refresh=False)
         if bar is not None:
             bar.close()
@@ -266,7 +265,7 @@ class Trainer:
         record = {"epoch": epoch + 1, "lr": self.optimizer.lr, "train_loss": total_loss / max(seen, 1),
                   "seconds": seconds, "samples_per_s": seen / max(seconds, 1e-9)}
         record.update(tally.metrics("train_"))
-        val = evaluate_split(program, data.x_val, data.y_val, bar="validation" if self.progress else None)
+        val = evaluate_feeds(program, data.val, bar="validation" if self.progress else None)
         record.update({f"val_{key}": value for key, value in val.items() if key != "samples"})
         # At most MAX_STEP_POINTS a epoch (means of consecutive steps beyond): the history rides in every checkpoint.
         every = -(-len(step_loss) // MAX_STEP_POINTS)
