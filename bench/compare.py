@@ -301,7 +301,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", default=",".join(MODELS), help="comma list of " + ", ".join(MODELS))
     p.add_argument("--no-torch", action="store_true", help="time graphc only")
     p.add_argument("--no-compile", action="store_true", help="skip the compile-speed measurements")
-    p.add_argument("--sizes", default="1000,10000,50000", help="graph nodes of the generated models")
+    p.add_argument("--sizes", default="1000,10000,40000", help="graph nodes of the generated models")
     p.add_argument("--quick", action="store_true", help="1 repeat, 3 steps, small generated models (for tests)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = p.parse_args(argv)

@@ -20,7 +20,8 @@ file in-process, and for a valid program builds the plan and runs one forward an
 pass in float64 on random feeds of batch 2 (plus an optimizer step and the schedule when the
 program has a train section). Its `Outcome` says "ok", "diagnostic" (a GraphcError at check
 time, as expected of a near-miss), "late" (check accepted, the run raised a GraphcError),
-"crash" (any other exception: a bug) or "slow" (over the time limit, interrupted by SIGALRM).
+"crash" (any other exception: a bug) or "slow" (over the limit of CPU seconds, or four times
+that in wall-clock time; interrupted by a signal).
 """
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ FAMILY_WEIGHTS = {"gate": 6, "activation": 6, "layer": 4, "reduce": 3, "shape": 
                   "regularize": 1}
 NEAR_MISS = 0.15     # share of cases with one deliberate mistake
 HOSTILE = 0.06       # share of cases with one hostile construct
+WALL_FACTOR = 4      # a case may take this many times its CPU limit in wall-clock time
 RUN_ELEMENTS = 2_000_000   # a valid program is run only if its tensors hold fewer elements than this
 
 
@@ -681,7 +683,7 @@ class Outcome:
     seed: int
     status: str          # ok, diagnostic, late, crash, slow
     stage: str           # the last stage reached: check, summary, program, run, backward, optimizer
-    seconds: float
+    seconds: float       # CPU seconds, files written to the end
     valid: bool = False  # check accepted the program
     ran: bool = False    # a forward/backward pass ran
     error: str = ""      # the exception's type
@@ -780,14 +782,17 @@ def _stages(path: Path, model: str | None, seed: int, out: Outcome) -> None:
 def run_case(case: Case, limit: float = 5.0, model: str | None = "m") -> Outcome:
     """Check (and, if valid, run) one case in-process; return its Outcome (never raises, but on Ctrl-C)."""
     out = Outcome(case.seed, "ok", "check", 0.0, tags=tuple(sorted(case.tags)))
-    start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="graphc-fuzz-") as folder:
         for path, text in case.files.items():
             target = Path(folder, path)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
-        previous = signal.signal(signal.SIGALRM, _on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, limit)
+        # The limit is CPU time (SIGPROF), so that other processes on a shared machine do not make
+        # a case slow; a wall-clock alarm at WALL_FACTOR times the limit catches a case that waits.
+        previous = signal.signal(signal.SIGALRM, _on_alarm), signal.signal(signal.SIGPROF, _on_alarm)
+        signal.setitimer(signal.ITIMER_PROF, limit)
+        signal.setitimer(signal.ITIMER_REAL, limit * WALL_FACTOR)
+        cpu = time.process_time()
         try:
             with np.errstate(all="ignore"):   # non-finite values are fine; numpy's warnings are noise here
                 _stages(Path(folder, "main.nn"), model, case.seed, out)
@@ -813,8 +818,10 @@ def run_case(case: Case, limit: float = 5.0, model: str | None = "m") -> Outcome
             out.message = str(error)[:300]
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
-        out.seconds = time.perf_counter() - start
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            signal.signal(signal.SIGALRM, previous[0])
+            signal.signal(signal.SIGPROF, previous[1])
+        out.seconds = time.process_time() - cpu
         if out.seconds > limit and out.status != "crash":
             out.status = "slow"
     return out

@@ -9,6 +9,7 @@ models two_inputs.nn and autoencoder.nn.
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -401,12 +402,12 @@ def test_mnist_halves_offers_top_bottom_and_digit(real_datasets, tmp_path):
 
 def test_autoencoder_trains_one_short_epoch_on_mnist(real_datasets, tmp_path):
     out = tmp_path / "out"
-    assert main(["run", str(MODELS / "autoencoder.nn"), "--limit", "2000", "--limit-test", "500", "--epochs", "1",
+    assert main(["run", str(MODELS / "autoencoder.nn"), "--limit", "5000", "--limit-test", "500", "--epochs", "1",
                  "--out", str(out), "--quiet"]) == 0
     result = json.loads((out / "metrics.json").read_text())
-    # measured: test mse 0.12 after one epoch of 2,000 samples (predicting the mean image gives ~0.067 after
-    # many epochs; a fresh sigmoid output of ~0.5 everywhere gives ~0.23)
-    assert result["test"]["loss"] < 0.2 and "accuracy" not in result["test"]
+    # measured: test mse 0.069 after one epoch of 5,000 samples; on these 500 test images the mean training
+    # image scores 0.064 and a fresh output of 0.5 everywhere 0.232 (the full run reaches 0.011)
+    assert result["test"]["loss"] < 0.1 and "accuracy" not in result["test"]
 
 
 @pytest.mark.parametrize("name", ["two_inputs", "autoencoder"])
@@ -414,3 +415,23 @@ def test_shipped_binding_models_are_drawn(name, tmp_path):
     pytest.importorskip("matplotlib")
     assert main(["viz", str(MODELS / f"{name}.nn"), "-o", str(tmp_path / f"{name}.png")]) == 0
     assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+
+
+# Full runs of the shipped models (5 epochs of 60,000 samples, minutes each): GRAPHC_FULL_RUNS=1 runs them.
+FULL = pytest.mark.skipif(os.environ.get("GRAPHC_FULL_RUNS") != "1", reason="set GRAPHC_FULL_RUNS=1 for full runs")
+
+
+@pytest.mark.slow
+@FULL
+def test_two_inputs_full_run_reaches_its_accuracy(real_datasets, tmp_path):
+    assert main(["run", str(MODELS / "two_inputs.nn"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    result = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert result["test"]["accuracy"] >= 0.96   # measured: 97.51% (test loss 0.080)
+
+
+@pytest.mark.slow
+@FULL
+def test_autoencoder_full_run_reaches_its_reconstruction_error(real_datasets, tmp_path):
+    assert main(["run", str(MODELS / "autoencoder.nn"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    result = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert result["test"]["loss"] <= 0.013   # measured: test mse 0.0108 after 5 epochs

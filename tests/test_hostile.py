@@ -19,6 +19,7 @@ import pytest
 from op_harness import Case
 from paths import REPO
 
+from graphc import cli
 from graphc.ops import all_ops
 from graphc.runtime.memory import format_bytes, memory_limit
 
@@ -138,7 +139,7 @@ def doubling_blocks(levels: int) -> str:
 def test_blocks_that_double_per_level_hit_the_node_budget(tmp_path, cache):
     done = graphc(tmp_path, cache, doubling_blocks(20), "check")
     assert done.returncode == 1
-    assert "error: the model would grow past 200,000 nodes, graphc's limit" in done.stderr
+    assert "error: the model would grow past 50,000 nodes, graphc's limit" in done.stderr
 
 
 def test_doubling_blocks_within_the_budget_still_build(tmp_path, cache):
@@ -152,7 +153,7 @@ def test_nested_repeats_hit_the_node_budget(tmp_path, cache):
               "block outer(x) {\n  return x -> repeat 1000 inner()\n}\n"
               + model("input x: [2]", "output o = x -> outer()"))
     done = graphc(tmp_path, cache, source, "check")
-    assert done.returncode == 1 and "would grow past 200,000 nodes" in done.stderr
+    assert done.returncode == 1 and "would grow past 50,000 nodes" in done.stderr
 
 
 # ---- 3. allocations no machine has ------------------------------------------------------------
@@ -197,3 +198,14 @@ def test_inspect_of_a_model_that_overflows_is_a_diagnostic(tmp_path, cache):
     assert "error: `g.exp` (exp) produced NaN or Inf on this batch" in done.stderr
     done = graphc(tmp_path, cache, source, "inspect", "--gradients", "--batch", "10", "-o", "i.png")
     assert done.returncode == 1 and "NaN or Inf on this batch" in done.stderr
+
+
+def test_an_unplanned_memory_error_is_a_diagnostic(monkeypatch, capsys):
+    # Allocations outside the plan (backward temporaries, a data set) can still run out.
+    def out_of_memory(args):
+        raise MemoryError("Unable to allocate 74.5 GiB for an array with shape (100000, 100000)")
+
+    monkeypatch.setattr("graphc.cli.check.check_command", out_of_memory)
+    assert cli.main(["check", "any.nn"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("graphc: error: out of memory: Unable to allocate 74.5 GiB") and "Traceback" not in err

@@ -141,6 +141,12 @@ def imports_of(path: Path, package: Path, modules: set[str]) -> list[Import]:
             elif (dynamic := _dynamic_target(child)) is not None:
                 # A dynamic import runs when the code runs: treat it like an import inside a function.
                 found.append(Import(module, dynamic, file, child.lineno, True))
+            elif (isinstance(child, ast.Constant) and isinstance(child.value, str) and child.value.startswith("graphc.")
+                  and child.value in modules and child.value != module):
+                # A string naming a graphc module is a lazy-import table entry (the CLI's HANDLERS, the
+                # facade's _API_MODULE, imported when used to keep start-up fast): it is an edge like any
+                # import, held to the same direction and cycle rules.
+                found.append(Import(module, child.value, file, child.lineno, False))
             visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
 
     visit(ast.parse(path.read_text(), filename=str(path)), False)

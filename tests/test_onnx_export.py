@@ -5,15 +5,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from op_harness import Case
+from onnx_cases import single_op_model
 
 import graphc
 from graphc.diagnostics import GraphcError
 from graphc.ops import all_ops
 from graphc.runtime.feeds import random_feeds
-from graphc.tools.onnx_export import Emitter, export_file, export_program
-from graphc.tools.onnx_export_ops import EXPORTERS, OpView
+from graphc.tools.onnx_export import export_file, export_program
+from graphc.tools.onnx_export_ops import EXPORTERS
 from graphc.tools.onnx_import import import_model
+from graphc.training.checkpoint import load_weights
+from graphc.training.data import load_dataset
 
 onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed (pip install graphc[onnx])")
 ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install graphc[onnx])")
@@ -40,21 +42,8 @@ CASES = [(op, i) for op in all_ops() for i in range(len(op.samples))]
 @pytest.mark.parametrize("op,index", CASES, ids=[f"{op.name}-{i}" for op, i in CASES])
 def test_op_sample_agrees_with_onnxruntime(op, index):
     """Each gradcheck sample of each op, exported alone, gives graphc's eval-mode output (float32)."""
-    case = Case(op, op.samples[index], seed=index, dtype=np.float32)
-    rng = np.random.default_rng(index)
-    for role, value in case.state0.items():   # non-trivial running statistics for batchnorm
-        value[...] = rng.uniform(0.5, 1.5, value.shape) if role == "running_var" else rng.normal(0, 1, value.shape)
-    expected, _ = case.forward(train=False)
-    n_in = len(case.in_types)
-    inputs = [f"in{i}" for i in range(n_in)]
-    params = [f"{op.name}.{spec.role}" for spec in case.param_specs]
-    state = {role: f"{op.name}.{role}" for role in case.state0}
-    em = Emitter(21 if op.name == "groupnorm" else 17)
-    EXPORTERS[op.name](em, OpView(op.name, "out", inputs, case.in_types, case.out_type, case.attrs, params, state))
-    initializers = dict(zip(params, case.args[n_in:]))
-    initializers.update({state[role]: v for role, v in case.state0.items()})
-    model = em.to_proto("op", list(zip(inputs, case.in_types)), {"out": case.out_type}, initializers)
-    got = run_ort(model, dict(zip(inputs, case.args[:n_in])))["out"]
+    model, feeds, expected = single_op_model(op, index)
+    got = run_ort(model, feeds)["out"]
     assert got.shape == np.shape(expected)
     np.testing.assert_allclose(got, expected, atol=ATOL, rtol=1e-5)
 
@@ -156,3 +145,27 @@ def test_aliased_outputs_and_helper_names_do_not_collide():
     assert "output b = identity(x)" in back.text
     program_back = graphc.compile_source(back.text)
     np.testing.assert_allclose(program_back.run(feeds)["a"], expected["a"])
+
+
+def test_trained_digits_cnn_agrees_with_onnxruntime(graphc_run, tmp_path):
+    """`graphc run` trains digits_cnn (scikit-learn digits, offline); `graphc export --weights` of its
+    weights.npz gives graphc's inference outputs in onnxruntime on every digits test image."""
+    path = MODELS[[p.stem for p in MODELS].index("digits_cnn")]
+    run = tmp_path / "run"
+    status, _, err = graphc_run("run", path, "--out", run, "--set", "epochs=3", "--quiet")
+    assert status == 0, err
+    status, _, err = graphc_run("export", path, "--weights", run / "weights.npz", "-o", tmp_path / "digits.onnx")
+    assert status == 0, err
+    model = onnx.load(str(tmp_path / "digits.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    program = graphc.compile_file(path)
+    initial = {name: value.copy() for name, value in program.params.items()}
+    load_weights(program, run / "weights.npz")
+    assert all(not np.array_equal(initial[name], value) for name, value in program.params.items())   # trained
+    data = load_dataset("digits", seed=0)
+    images = data.x_test.reshape(-1, 1, 8, 8)
+    expected = program.run({"image": images})["probs"]
+    got = run_ort(model, {"image": images})
+    assert set(got) == {"probs"} and got["probs"].shape == (len(images), 10)
+    np.testing.assert_allclose(got["probs"], expected, atol=ATOL, rtol=1e-5)
+    assert (got["probs"].argmax(axis=1) == data.y_test).mean() > 0.8     # weights that learned something

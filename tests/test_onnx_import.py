@@ -9,14 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from op_harness import Case
+from onnx_cases import single_op_model
 
 import graphc
 from graphc.diagnostics import GraphcError
 from graphc.ops import all_ops
 from graphc.runtime.feeds import random_feeds
-from graphc.tools.onnx_export import Emitter, export_program
-from graphc.tools.onnx_export_ops import EXPORTERS, OpView
+from graphc.tools.onnx_export import export_program
 from graphc.tools.onnx_import import import_file, import_model
 from graphc.training.checkpoint import load_weights
 
@@ -256,19 +255,7 @@ ROUND_TRIP_CASES = [(op, i) for op in all_ops() if op.family != "loss" for i, s 
 @pytest.mark.parametrize("op,index", ROUND_TRIP_CASES, ids=[f"{op.name}-{i}" for op, i in ROUND_TRIP_CASES])
 def test_op_sample_round_trips(op, index):
     """Each batched gradcheck sample of each op (losses aside), exported alone and imported, runs as graphc."""
-    case = Case(op, op.samples[index], seed=index, dtype=np.float32)
-    rng = np.random.default_rng(index)
-    for role, value in case.state0.items():
-        value[...] = rng.uniform(0.5, 1.5, value.shape) if role == "running_var" else rng.normal(0, 1, value.shape)
-    expected, _ = case.forward(train=False)
-    n_in = len(case.in_types)
-    inputs = [f"in{i}" for i in range(n_in)]
-    params = [f"{op.name}.{spec.role}" for spec in case.param_specs]
-    state = {role: f"{op.name}.{role}" for role in case.state0}
-    em = Emitter(21 if op.name == "groupnorm" else 17)
-    EXPORTERS[op.name](em, OpView(op.name, "out", inputs, case.in_types, case.out_type, case.attrs, params, state))
-    initializers = {**dict(zip(params, case.args[n_in:])), **{state[r]: v for r, v in case.state0.items()}}
-    model = em.to_proto("op", list(zip(inputs, case.in_types)), {"out": case.out_type}, initializers)
+    model, feeds, expected = single_op_model(op, index)
     imported = import_model(model, name="op")
-    got = compiled(imported).run({imported.names[n]: a for n, a in zip(inputs, case.args[:n_in])})
+    got = compiled(imported).run({imported.names[n]: a for n, a in feeds.items()})
     np.testing.assert_allclose(got[imported.names["out"]], expected, atol=ATOL, rtol=1e-5)

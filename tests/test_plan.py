@@ -17,6 +17,7 @@ from graphc.diagnostics import Diagnostics
 from graphc.language.parse import parse_program
 from graphc.ops import OpDef
 from graphc.tools.summary import summary_rows
+from graphc.viz.dot import dot_ids
 
 
 def compile64(text: str) -> graphc.Program:
@@ -125,10 +126,11 @@ def test_emit_dot_names_every_node_and_edge(capsys):
     assert main(["compile", str(MODELS / "lenet5.nn"), "--emit", "dot"]) == 0
     dot = capsys.readouterr().out
     graph = graphc.program.check_file(MODELS / "lenet5.nn")
+    ids = dot_ids(list(graph.nx.nodes))        # DOT node ids are identifiers (Netron reads the file too)
     for node in graph.nx.nodes:
-        assert f'"{node}"' in dot
+        assert f'"{ids[node]}" [label="name: {ids[node]} type: ' in dot and f'graphc_name="{node}"' in dot
     for u, v in graph.nx.edges:
-        assert f'"{u}" -> "{v}"' in dot
+        assert f'"{ids[u]}" -> "{ids[v]}" [id="edge:{u}->{v}"' in dot
 
 
 def test_training_plan_skips_the_gradient_of_the_data():

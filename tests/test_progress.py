@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from paths import REPO
+from tiny_models import TINY
 
 from graphc.program import Program, check_source
 from graphc.training.batching import TrainData
@@ -22,17 +23,6 @@ from graphc.training.curves import step_points
 from graphc.training.data import split_validation
 from graphc.training.metrics import Classifier, Tally, best_epoch, classifiers, evaluate_split, format_metrics
 from graphc.training.trainer import MAX_STEP_POINTS, mean_of_groups
-
-TINY = """
-model tiny {
-  input x: [64]
-  label y: class[10]
-  h = linear(x, 16) -> relu
-  logits = linear(h, 10)
-  loss = cross_entropy(logits, y)
-}
-train { data = digits; batch = 64; epochs = 2; optimizer = sgd(lr=0.1); validation = 0.1; seed = 3 }
-"""
 
 
 def write(tmp_path: Path, text: str, name: str = "m.nn") -> Path:

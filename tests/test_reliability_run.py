@@ -173,7 +173,7 @@ def test_an_internal_bug_exits_70_with_its_traceback_and_a_request(monkeypatch, 
     def broken(args):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr("graphc.cli.check_command", broken)
+    monkeypatch.setattr("graphc.cli.check.check_command", broken)
     assert main(["check", XOR]) == INTERNAL_ERROR
     err = capsys.readouterr().err
     assert "Traceback" in err and "ZeroDivisionError: a bug" in err

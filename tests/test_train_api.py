@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from tiny_models import TINY
 
 from graphc.diagnostics import GraphcError
 from graphc.program import Program, check_source
@@ -15,17 +16,6 @@ from graphc.training.checkpoint import load_arrays
 from graphc.training.config import train_config
 from graphc.training.regularize import EarlyStopping, add_weight_penalties
 from graphc.training.trainer import TrainResult, train
-
-TINY = """
-model tiny {
-  input x: [64]
-  label y: class[10]
-  h = linear(x, 16) -> relu
-  logits = linear(h, 10)
-  loss = cross_entropy(logits, y)
-}
-train { data = digits; batch = 64; epochs = 2; optimizer = sgd(lr=0.1); validation = 0.1; seed = 3 }
-"""
 
 
 def _setup(limit: int = 256):

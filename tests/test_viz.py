@@ -10,6 +10,7 @@ import networkx as nx
 import pytest
 from paths import MODELS
 
+from bench.timings import residual_source
 from graphc.cli import main
 from graphc.compiler.plan import compiled_plan
 from graphc.program import check_file, check_source
@@ -36,18 +37,6 @@ model nest {
   loss = cross_entropy(logits, y)
 }
 """
-
-
-def residual_source(blocks: int = 25) -> str:
-    """A residual MLP: 8 drawn nodes per block (4 ops, 4 parameters), about 200 in all for 25 blocks."""
-    lines = ["block res(x, n) {", "  h = linear(x, n) -> relu", "  return x + linear(h, n)", "}",
-             "model deep {", "  input x: [16]", "  label y: class[4]"]
-    prev = "x"
-    for i in range(blocks):
-        lines.append(f"  r{i} = res({prev}, 16)")
-        prev = f"r{i}"
-    lines += [f"  logits = linear({prev}, 4)", "  loss = cross_entropy(logits, y)", "}"]
-    return "\n".join(lines) + "\n"
 
 
 def graphs():
@@ -159,7 +148,8 @@ def parse_dot(text: str) -> tuple[nx.DiGraph, dict]:
     assert toks[0][1] == "digraph"
     i = 2
     body("")
-    return G, parents
+    # The .dot file's node ids are identifiers (for Netron); `graphc_name` holds the graphc name.
+    return nx.relabel_nodes(G, {n: a.get("graphc_name", n) for n, a in G.nodes(data=True)}), parents
 
 
 def _all_edges(G: nx.DiGraph):
@@ -199,10 +189,12 @@ def test_dot_shows_shapes_attributes_params_and_legend(models, tmp_path):
     viz(models["lenet5"], out)
     text = out.read_text()
     G, _ = parse_dot(text)
-    assert "conv filters=6 kernel=5 pad=2" in G.nodes["c1.conv"]["label"]
-    assert "[6, 28, 28]" in G.nodes["c1.conv"]["label"]
-    assert "linear units=120" in G.nodes["f5.linear"]["label"]
-    assert "[6, 1, 5, 5] · 150" in G.nodes["c1.weight"]["label"]       # a parameter: shape and count
+    assert G.nodes["c1.conv"]["label"] == "name: c1_conv type: conv"          # Netron's form
+    assert G.nodes["c1.conv"]["op"] == "conv filters=6 kernel=5 pad=2"
+    assert G.nodes["c1.conv"]["out_shape"] == "[6, 28, 28]"
+    assert G.nodes["f5.linear"]["op"] == "linear units=120"
+    param = G.nodes["c1.weight"]                                       # a parameter: shape and count
+    assert (param["out_shape"], param["elements"]) == ("[6, 1, 5, 5]", "150")
     assert G.edges["c1", "s2"]["label"].strip() == "[6, 28, 28]"        # edges carry tensor shapes
     assert G.nodes["c1.conv"]["fillcolor"] != G.nodes["c1"]["fillcolor"]   # layer vs activation colours
     for family in ("layer", "activation", "loss", "parameter"):
@@ -217,9 +209,9 @@ def test_plan_numbers_and_buffers(models, tmp_path):
     G, _ = parse_dot(out.read_text())
     p = compiled_plan(graph)
     for s in p.forward:
-        label = G.nodes[s.node]["label"]
-        assert f"#{s.index} " in label
-        assert (f"buf {s.buffer}" if s.buffer is not None else "view of") in label
+        assert G.nodes[s.node]["step"] == str(s.index)
+        assert G.nodes[s.node]["buffer"] == (f"buf {s.buffer}" if s.buffer is not None
+                                             else f"view of {s.inputs[0]} (no buffer)")
     assert len({s.buffer for s in p.forward if s.buffer is not None}) < len(p.forward)   # reuse is visible
 
 
@@ -231,7 +223,7 @@ def test_fan_in_is_marked(models, tmp_path):
     summed = [t for t, n in p.fan_in.items() if n > 1]
     assert summed
     for t in summed:
-        assert f"Σ of {p.fan_in[t]} gradients" in G.nodes[t]["label"]
+        assert G.nodes[t]["note"] == f"Σ of {p.fan_in[t]} gradients"
 
 
 def test_blocks_are_nested_clusters(models, tmp_path):

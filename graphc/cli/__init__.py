@@ -14,23 +14,28 @@ else is a bug: its traceback, a line asking for a report, and exit status 70
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import traceback
 
-from graphc.cli.commands import (
-    bench_command,
-    check_command,
-    compile_command,
-    fmt_command,
-    gradcheck_command,
-    ops_command,
-    viz_command,
-)
-from graphc.cli.inspect import inspect_command
-from graphc.cli.onnx_commands import export_command, import_command
-from graphc.cli.run import run_command
 from graphc.diagnostics import GraphcError
-from graphc.tools.gradcheck import FLOOR
+
+# Each command's handler, as (module, function). A handler's module is imported only when its command
+# runs: importing them all (the trainer, datasets, viz, ONNX) is ~100 ms, a fifth of the whole
+# `graphc check` process. tests/test_layering.py reads these module names as import edges.
+HANDLERS = {
+    "check": ("graphc.cli.check", "check_command"),
+    "compile": ("graphc.cli.commands", "compile_command"),
+    "run": ("graphc.cli.run", "run_command"),
+    "gradcheck": ("graphc.cli.commands", "gradcheck_command"),
+    "fmt": ("graphc.cli.commands", "fmt_command"),
+    "ops": ("graphc.cli.commands", "ops_command"),
+    "viz": ("graphc.cli.commands", "viz_command"),
+    "inspect": ("graphc.cli.inspect", "inspect_command"),
+    "export": ("graphc.cli.onnx_commands", "export_command"),
+    "import": ("graphc.cli.onnx_commands", "import_command"),
+    "bench": ("graphc.cli.commands", "bench_command"),
+}
 
 INTERNAL_ERROR = 70   # EX_SOFTWARE from sysexits.h
 
@@ -43,13 +48,20 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as stop:
         return int(stop.code or 0)
     try:
-        return args.handler(args) or 0
+        module, function = HANDLERS[args.command]
+        return getattr(importlib.import_module(module), function)(args) or 0
     except GraphcError as error:
         print(error.render(), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("graphc: interrupted", file=sys.stderr)
         return 130
+    except MemoryError as error:
+        # The planned buffers, parameters and feeds are checked before allocation (runtime/memory.py);
+        # anything else that runs out (backward temporaries, a data set) still ends as a diagnostic.
+        print(f"graphc: error: out of memory{': ' + str(error) if str(error) else ''}\n"
+              "  help: use a smaller batch or smaller shapes", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # `graphc compile ... | head`: the reader left; nothing more to say. (`graphc run` keeps
         # training quietly when its reader leaves: cli/run.py catches that itself.)
@@ -66,10 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="graphc", description="Compile, check, train and inspect .nn models.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name, handler, help_text):
-        c = sub.add_parser(name, help=help_text, description=help_text)
-        c.set_defaults(handler=handler)
-        return c
+    def command(name, help_text):
+        return sub.add_parser(name, help=help_text, description=help_text)
 
     def model_args(c):
         c.add_argument("file", help="a .nn file")
@@ -79,18 +89,18 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--deny-warnings", action="store_true",
                        help="treat warnings as errors: report them as such and exit 1")
 
-    c = command("check", check_command, "parse and shape-check; print a summary table")
+    c = command("check", "parse and shape-check; print a summary table")
     model_args(c)
     deny_warnings(c)
     c.add_argument("--json", action="store_true", help="print the table as JSON")
 
-    c = command("compile", compile_command, "print the compiled forward/backward schedule")
+    c = command("compile", "print the compiled forward/backward schedule")
     model_args(c)
     deny_warnings(c)
     c.add_argument("--emit", choices=["plan", "json", "dot"], default="plan")
     c.add_argument("--eval", action="store_true", help="the inference plan only (no backward)")
 
-    c = command("run", run_command, "train (if the file has a train section) or evaluate once")
+    c = command("run", "train (if the file has a train section) or evaluate once")
     model_args(c)
     deny_warnings(c)
     c.add_argument("--feed", action="append", default=[], metavar="NAME=VALUE",
@@ -112,27 +122,27 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     c.add_argument("--quiet", action="store_true", help="no progress lines or bars; the result is still printed")
 
-    c = command("gradcheck", gradcheck_command, "numerical vs analytic gradients in float64")
+    c = command("gradcheck", "numerical vs analytic gradients in float64")
     model_args(c)
     c.add_argument("--eps", type=float, default=1e-6, help="central-difference step (> 0; default 1e-6)")
     c.add_argument("--tol", type=float, default=1e-4,
                    help="largest error |a - n| / max(|a| + |n|, floor) that passes (default 1e-4)")
-    c.add_argument("--floor", type=float, default=FLOOR,
-                   help=f"absolute floor of that error's denominator: below it the error is absolute "
-                        f"(default {FLOOR:g}, above central differences' round-off)")
+    c.add_argument("--floor", type=float,
+                   help="absolute floor of that error's denominator: below it the error is absolute "
+                        "(default 1e-5, tools/gradcheck.py's FLOOR, above central differences' round-off)")
     c.add_argument("--batch", type=int, default=2)
     c.add_argument("--samples", type=int, default=12, help="coordinates checked per tensor (at least 1)")
     c.add_argument("--seed", type=int, default=0)
 
-    c = command("fmt", fmt_command, "print the program in the canonical layout")
+    c = command("fmt", "print the program in the canonical layout")
     c.add_argument("file")
     c.add_argument("--check", action="store_true", help="exit 1 if the file is not formatted")
     c.add_argument("--write", action="store_true", help="rewrite the file in place")
 
-    c = command("ops", ops_command, "list the built-in ops, or describe one")
+    c = command("ops", "list the built-in ops, or describe one")
     c.add_argument("name", nargs="?", help="an op: print its definition, arguments, shapes and gradient rule")
 
-    c = command("viz", viz_command, "draw the compiled graph (.svg .png .pdf .dot .html)")
+    c = command("viz", "draw the compiled graph (.svg .png .pdf .dot .html)")
     model_args(c)
     deny_warnings(c)
     c.add_argument("-o", "--output", required=True, metavar="OUT", help="the picture; its extension picks the format")
@@ -141,7 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--layout", choices=["auto", "dot", "graphc"], default="auto",
                    help="Graphviz dot (auto: when installed) or graphc's own layout")
 
-    c = command("inspect", inspect_command, "activation histograms, first-layer filters, gradient magnitudes")
+    c = command("inspect", "activation histograms, first-layer filters, gradient magnitudes")
     model_args(c)
     c.add_argument("--activations", action="store_true", help="a histogram per activation layer")
     c.add_argument("--filters", action="store_true", help="the first conv layer's filters")
@@ -157,19 +167,19 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a train setting")
     c.add_argument("--seed", type=int)
 
-    c = command("export", export_command, "write the model as ONNX (needs the onnx extra)")
+    c = command("export", "write the model as ONNX (needs the onnx extra)")
     model_args(c)
     c.add_argument("--weights", help="trained weights (.npz) to export; default: the initial weights")
     c.add_argument("-o", "--output", metavar="OUT.onnx", help="the ONNX file (default: the file with .onnx)")
     c.add_argument("--opset", type=int, help="ONNX opset (default 17; 21 when groupnorm is used)")
     c.add_argument("--loss", action="store_true", help="also export the loss, with the labels as inputs")
 
-    c = command("import", import_command, "turn an ONNX model into a .nn file and its weights .npz")
+    c = command("import", "turn an ONNX model into a .nn file and its weights .npz")
     c.add_argument("file", help="a .onnx file")
     c.add_argument("-o", "--output", metavar="OUT.nn", help="the .nn file (default: the file with .nn); "
                    "the weights go next to it with .npz")
 
-    c = command("bench", bench_command, "train and inference samples/s at a batch size, with a per-node table")
+    c = command("bench", "train and inference samples/s at a batch size, with a per-node table")
     model_args(c)
     deny_warnings(c)
     c.add_argument("--batch", type=int, default=100)

@@ -10,38 +10,19 @@ import sys
 import textwrap
 from pathlib import Path
 
-from graphc.diagnostics import Diagnostic, GraphcError, Note, did_you_mean
+from graphc.cli.check import warn
+from graphc.diagnostics import GraphcError, did_you_mean
 from graphc.language.files import UnreadableSource, read_source, write_atomically
 from graphc.language.fmt import format_source
 from graphc.ops import all_names, all_ops, find, literal
 from graphc.ops.kernels import retain_freed_memory
 from graphc.ops.registry import WRITTEN_OTHERWISE
-from graphc.program import Program, check_every_model, check_file
+from graphc.program import Program, check_file
 from graphc.runtime.feeds import random_feeds
 from graphc.tools.bench import bench, render
 from graphc.tools.emit import emit
-from graphc.tools.gradcheck import check_options, gradcheck
-from graphc.tools.summary import render_summary, summary_json
+from graphc.tools.gradcheck import FLOOR, check_options, gradcheck
 from graphc.viz import viz
-
-
-def check_command(args) -> int:
-    """`graphc check`: print every model's summary table (or its JSON: a list for several models); return 0."""
-    graphs = check_every_model(args.file, args.model)
-    warnings, seen = [], set()
-    for graph in graphs:   # a block two models use warns once
-        for w in graph.warnings:
-            key = (w.message, (w.span.source.path, w.span.start) if w.span else None)
-            if key not in seen:
-                seen.add(key)
-                warnings.append(w)
-    warn(warnings, args.deny_warnings)
-    if args.json:
-        tables = [summary_json(graph) for graph in graphs]
-        print(json.dumps(tables[0] if len(tables) == 1 else tables, indent=2))
-    else:
-        print("\n\n".join(render_summary(graph) for graph in graphs))
-    return 0
 
 
 def compile_command(args) -> int:
@@ -55,6 +36,8 @@ def compile_command(args) -> int:
 def gradcheck_command(args) -> int:
     """`graphc gradcheck`: print a row per tensor with both sides' magnitudes; return 1 when any row
     is outside the tolerance or not finite (tools/gradcheck.py defines the error)."""
+    if args.floor is None:
+        args.floor = FLOOR
     check_options(args.eps, args.samples, args.tol, args.floor, args.batch)
     program = Program(check_file(args.file, args.model), dtype="float64", seed=args.seed)
     rows = gradcheck(program, random_feeds(program.graph, args.batch, args.seed), eps=args.eps,
@@ -176,15 +159,3 @@ def _wrapped(text: str, indent: str, width: int = 92) -> list[str]:
     """Return text broken into lines of at most `width` characters, each indented."""
     return textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=indent,
                          break_long_words=False, break_on_hyphens=False)
-
-
-def warn(warnings, deny: bool = False) -> None:
-    """Print warnings (a graph's, then a Program's) to stderr, each printed once by its caller; return None.
-
-    With `deny` (`--deny-warnings`) any warning is an error instead: GraphcError carrying them all.
-    """
-    if deny and warnings:
-        note = Note("`--deny-warnings` turns every warning into an error")
-        raise GraphcError([Diagnostic("error", w.message, w.span, w.help, (*w.notes, note)) for w in warnings])
-    for w in warnings:
-        print(w.render(), file=sys.stderr)

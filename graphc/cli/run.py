@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graphc.cli.commands import warn
+from graphc.cli.check import warn
 from graphc.diagnostics import Diagnostic, GraphcError
 from graphc.ops.kernels import retain_freed_memory
 from graphc.program import Program, check_file

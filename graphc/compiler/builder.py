@@ -33,9 +33,9 @@ from graphc.tensor_type import CLASS, MAX_ELEMENTS, MAX_RANK, TensorType, format
 
 MAX_REPEAT = 10_000   # copies one `repeat` may make
 MAX_BLOCK_DEPTH = 50  # blocks using blocks: each level costs stack frames while building
-# Nodes one model may have: blocks that use a block twice per level double the model each level
-# (20 levels: a million nodes), which would take minutes and gigabytes to build and check.
-MAX_NODES = 200_000
+# Nodes one model may have: blocks using a block twice per level double the model each level; 50,000
+# keeps every accepted model under ~5 s of checking (65,536 doubled nodes took 5.7 s), far above real nets.
+MAX_NODES = 50_000
 
 
 class Builder(Evaluator):

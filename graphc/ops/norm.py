@@ -319,21 +319,12 @@ def _gn_shape(in_types, attrs):
                     "groupnorm splits per-sample axis 0 into groups of channels")
     c, g = x.shape[0], attrs["groups"]
     if c % g:
+        small = [d for d in range(1, int(c ** 0.5) + 1) if c % d == 0]   # to sqrt(c): to c hung on a prime
+        near = sorted({*small, *(c // d for d in small)}, key=lambda d: (abs(d - g), d))[:8]
         raise ShapeError(f"groupnorm: {c} channels do not split into {g} groups",
                          help=f"groups must divide the channel count {c}; choose one of "
-                              + ", ".join(map(str, _divisors_near(c, g))), arg="groups")
+                              + ", ".join(map(str, sorted(near))), arg="groups")
     return x.with_shape(x.shape)
-
-
-def _divisors_near(c: int, g: int, count: int = 8) -> list[int]:
-    """Return up to `count` divisors of c closest to g, ascending. Trial division stops at
-    sqrt(c) (pairing d with c // d): a loop to c hung `check` on 1,000,000,007 channels."""
-    found, d = set(), 1
-    while d * d <= c:
-        if c % d == 0:
-            found.update((d, c // d))
-        d += 1
-    return sorted(sorted(found, key=lambda v: (abs(v - g), v))[:count])
 
 
 def _gn_forward(ctx, x, gamma, beta):

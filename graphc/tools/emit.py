@@ -2,8 +2,8 @@
 
 Input: a typed Graph. Output: `graphc compile --emit plan|json|dot`: both
 schedules with shapes, buffers and the gradient rule of every backward step;
-the same as JSON (which `Plan.from_json` reads back); or Graphviz DOT
-(viz/dot.py's, as `graphc viz` writes it). A leaf:
+the same as JSON (which `Plan.from_json` reads back); or DOT that Graphviz
+draws and Netron opens (viz/dot.py's, as `graphc viz -o x.dot` writes it). A leaf:
 nothing in the pipeline imports it.
 """
 from __future__ import annotations

@@ -48,7 +48,8 @@ from graphc.training.data import (
     resolve_path,
     standardise,
 )
-from graphc.training.idx import ALIASES, IDX_FILES, IDX_SOURCES, load_idx
+from graphc.training.idx import ALIASES, IDX_SOURCES, load_idx
+from graphc.training.idx_files import holds_idx
 
 NO_DATA = "none"
 SPLITS = ("train", "test")
@@ -233,12 +234,6 @@ def _columns_hint(name: str, k: int) -> str:
 
 
 # ---------------------------------------------------------------- IDX folder
-
-def holds_idx(directory: Path) -> bool:
-    """Return True when `directory` itself holds the four MNIST-layout IDX files (.gz or raw)."""
-    return directory.is_dir() and all((directory / b).is_file() or (directory / (b + ".gz")).is_file()
-                                      for b in IDX_FILES)
-
 
 def _bind_idx_dir(graph, spec: str, directory: Path, cfg) -> Bound:
     """Return the IDX files of `directory` (whatever it is called) bound like MNIST."""

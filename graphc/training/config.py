@@ -27,7 +27,7 @@ from graphc.language import syntax as S
 from graphc.language.parse import parse
 from graphc.ops.init import check_initialiser
 from graphc.source import SourceFile
-from graphc.training.binding import holds_idx
+from graphc.training.idx_files import holds_idx
 from graphc.training.optim import OPTIMIZER_SIGNATURES, check_optimizer, check_schedule
 
 # key -> (what it holds, for messages)

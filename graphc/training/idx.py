@@ -32,10 +32,9 @@ import numpy as np
 
 from graphc.diagnostics import GraphcError
 from graphc.training.bounded import deflate_bound
+from graphc.training.idx_files import IDX_FILES
 
 ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist"}
-IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 # name -> (canonical base URL, env var overriding it, MD5 of each .gz file)
 IDX_SOURCES = {
     "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/", "GRAPHC_MNIST_URL", (

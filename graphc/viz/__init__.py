@@ -4,7 +4,8 @@ Input: a typed Graph and what to show (the backward schedule; schedule numbers
 and buffers). Output: a file. The picture is first described as a `Scene`
 (scene.py: boxes, arrows, block clusters and a legend, as plain data) and then
 written by one back end: Graphviz `dot` when it is on PATH (dot.py: DOT text
-run through `dot -T<format>`), else graphc's own layered layout (layout.py,
+run through `dot -T<format>`; a `.dot` file is dot.py's Graphviz- and
+Netron-readable form), else graphc's own layered layout (layout.py,
 boxes.py) drawn with matplotlib (draw.py). `.html` is always laid out by
 graphc and written as one self-contained page (html.py). A leaf: nothing in
 the pipeline imports it.
@@ -18,7 +19,7 @@ from graphc.compiler.graph import Graph
 from graphc.compiler.plan import compiled_plan
 from graphc.diagnostics import GraphcError
 from graphc.language.files import write_atomically
-from graphc.viz.dot import run_dot, scene_dot
+from graphc.viz.dot import picture_dot, run_dot, scene_dot
 from graphc.viz.draw import draw_scene
 from graphc.viz.html import html_page
 from graphc.viz.scene import build_scene
@@ -56,7 +57,7 @@ def viz(graph: Graph, path: str | Path, *, backward: bool = False, numbered: boo
     if engine == "auto":
         engine = "dot" if shutil.which("dot") else "graphc"
     if engine == "dot":
-        _write(path, run_dot(scene_dot(scene), ext[1:]))
+        _write(path, run_dot(picture_dot(scene), ext[1:]))
         return "Graphviz dot"
     try:
         import matplotlib  # noqa: F401  (optional and heavy: only this back end needs it)
