@@ -59,7 +59,7 @@ def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
     ax.set_ylabel("loss" + (" (log scale)" if ax.get_yscale() == "log" else ""))
     ax.set_title("loss")
     ax.grid(True, alpha=0.3, which="both")
-    ax.legend()
+    ax.legend(loc="lower left", framealpha=0.9)   # losses fall left to right: that corner stays empty
     if has_acc:
         ax = axes[0][1]
         ax.plot(epochs, [100 * r.get("train_accuracy", float("nan")) for r in history], label="train",
