@@ -233,9 +233,11 @@ _POOL_SAMPLES = (
     Sample(((2, 5, 4),), {"size": 3, "stride": 1, "pad": "same"}),
 )
 
+_POOL_SHAPE_DOC = "[C, H, W] -> [C, floor((H + 2*pad - size) / stride) + 1, the same for W] (ceil with ceil_mode=true)"
+
 register(OpDef(
     name="maxpool", family="layer", inputs=("x",), shape_rule=_pool_shape("maxpool"),
-    shape_doc="[C, H, W] -> [C, floor((H + 2*pad - size) / stride) + 1, the same for W] (ceil with ceil_mode=true)",
+    shape_doc=_POOL_SHAPE_DOC,
     warn_rule=_pool_warnings("maxpool"), resolve=_pool_resolve,
     forward=_maxpool_forward, backward=_maxpool_backward, flops=_pool_flops,
     grad_rule="maxpool: route to the first maximum of each window",
@@ -248,7 +250,7 @@ register(OpDef(
 
 register(OpDef(
     name="avgpool", family="layer", inputs=("x",), shape_rule=_pool_shape("avgpool"),
-    shape_doc="[C, H, W] -> [C, floor((H + 2*pad - size) / stride) + 1, the same for W] (ceil with ceil_mode=true)",
+    shape_doc=_POOL_SHAPE_DOC,
     warn_rule=_pool_warnings("avgpool"), resolve=_pool_resolve,
     forward=_avgpool_forward, backward=_avgpool_backward, flops=_pool_flops,
     grad_rule="avgpool: spread evenly over each window",

@@ -221,16 +221,10 @@ def _override(item: str, evaluator: Evaluator, optimizer: tuple[str, dict]) -> t
     keyword = key.removeprefix("optimizer.")
     if key not in TRAIN_KEYS and keyword.isidentifier():
         return "optimizer", _optimizer_keyword(keyword, text.strip(), optimizer)
-    source = SourceFile(f"--set {key}", f"train {{ {key} = {text.strip()} }}\n")
-    try:
-        module = parse(source)
-    except GraphcError as error:
-        raise GraphcError(f"--set {key}: cannot read the value `{text.strip()}`",
-                          help=error.diagnostics[0].help) from None
-    trains = [i for i in module.items if isinstance(i, S.Train)]
-    if len(trains) != 1 or len(trains[0].settings) != 1:
+    settings = _parse_settings(key, f"{key} = {text.strip()}", text.strip())
+    if len(settings) != 1:
         raise GraphcError(f"--set {item!r} is not KEY=VALUE")
-    setting = trains[0].settings[0]
+    setting = settings[0]
     return setting.key, check_setting(setting.key, setting.value, evaluator, setting.key_span)
 
 
@@ -246,13 +240,7 @@ def _optimizer_keyword(keyword: str, text: str, optimizer: tuple[str, dict]) -> 
     # The other keywords as written; betas and beta1/beta2 replace each other.
     replaced = {"betas": ("beta1", "beta2"), "beta1": ("betas",), "beta2": ("betas",)}.get(keyword, ())
     kept = {k: v for k, v in given.items() if k != keyword and k not in replaced}
-    source = SourceFile(f"--set {keyword}", f"train {{ optimizer = {name}({keyword} = {text}) }}\n")
-    try:
-        module = parse(source)
-    except GraphcError as error:
-        raise GraphcError(f"--set {keyword}: cannot read the value `{text}`",
-                          help=error.diagnostics[0].help) from None
-    settings = [s for i in module.items if isinstance(i, S.Train) for s in i.settings]
+    settings = _parse_settings(keyword, f"optimizer = {name}({keyword} = {text})", text)
     if len(settings) != 1 or not isinstance(settings[0].value, S.Call) or len(settings[0].value.keywords) != 1:
         raise GraphcError(f"--set {keyword}={text} is not KEY=VALUE")
     diagnostics = Diagnostics()
@@ -261,3 +249,14 @@ def _optimizer_keyword(keyword: str, text: str, optimizer: tuple[str, dict]) -> 
         lambda n, args, kwargs: check_optimizer(n, args, {**kept, **kwargs}))
     diagnostics.raise_if_errors()
     return merged
+
+
+def _parse_settings(key: str, line: str, value_text: str) -> list:
+    """Return the settings of `train { LINE }` parsed as the `--set KEY` source; GraphcError naming
+    `value_text` when it does not parse."""
+    try:
+        module = parse(SourceFile(f"--set {key}", f"train {{ {line} }}\n"))
+    except GraphcError as error:
+        raise GraphcError(f"--set {key}: cannot read the value `{value_text}`",
+                          help=error.diagnostics[0].help) from None
+    return [s for i in module.items if isinstance(i, S.Train) for s in i.settings]
