@@ -1,6 +1,7 @@
 """graphc against PyTorch on the same CPU, in one process, interleaved.
 
-    python -m bench.compare [--repeats 5] [--batch 100] [--threads N] [--quick] [--json FILE]
+    python -m bench.compare [--repeats 7] [--batch 100] [--threads N] [--split auto|batch|blas]
+                            [--separate | --both] [--quick] [--json FILE]
 
 Builds the three reference models in graphc (models/mlp.nn, models/lenet5.nn,
 models/simple_convnet.nn) and the same networks in PyTorch (same layer sizes,
@@ -11,7 +12,15 @@ graphc, torch, ... — so both see the same machine load. Each timed run is
 `--steps` steps after a short pause and two untimed steps (see `settle`: the
 other side's spinning thread pools would otherwise slow it down); the table
 shows the median run (and the best) as samples/s and the graphc/PyTorch
-ratio of the medians.
+ratio of the medians. graphc takes its steps as `graphc run` does: with
+`--threads` cores (default: all), each batch split across threads
+(runtime/parallel.py; `--split blas` gives the cores to BLAS instead).
+
+`--separate` runs each system in a process of its own instead (one
+with OpenBLAS's thread pool, one with PyTorch's OpenMP pool, as each is used
+alone), still alternating: the parent asks the graphc process for one timed
+run, then the torch process, and so on, each waiting idle while the other
+runs. `--both` prints the in-process table and then the separate one.
 
 It then times compile speed: `check_source` (parse + build + infer, in
 process) on generated chains of linear/relu layers with a residual `+` every
@@ -39,7 +48,7 @@ import numpy as np
 
 from graphc import compile_file
 from graphc.ops.kernels import retain_freed_memory
-from graphc.tools.bench import InferStep, TrainStep, blas_threads, random_feeds
+from graphc.tools.bench import InferStep, TrainStep, blas_threads, parallel_step, random_feeds
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -153,13 +162,19 @@ def settle(step, pause: float = 0.25, steps: int = 2) -> None:
         step()
 
 
-def compare_model(name: str, batch: int, steps: int, warmup: int, repeats: int, use_torch: bool) -> dict:
-    """Return samples/s of every timed run of graphc and torch, training and inference, interleaved."""
+def graphc_steps(name: str, batch: int, threads: int | None, split: str):
+    """Return (program, TrainStep, InferStep, how the step runs) of a reference model, as `graphc run` steps."""
     program = compile_file(ROOT / "models" / f"{name}.nn")
     feeds = random_feeds(program, batch, seed=0)
-    contenders = {"graphc": {}}
-    train = TrainStep(program, feeds)
-    contenders["graphc"] = {"train": train, "infer": InferStep(program, feeds)}
+    parallel, note = parallel_step(program, threads, split)
+    return program, TrainStep(program, feeds, parallel), InferStep(program, feeds, parallel), note, feeds
+
+
+def compare_model(name: str, batch: int, steps: int, warmup: int, repeats: int, use_torch: bool,
+                  threads: int | None = None, split: str = "auto") -> dict:
+    """Return samples/s of every timed run of graphc and torch, training and inference, interleaved in this process."""
+    program, train, infer, note, feeds = graphc_steps(name, batch, threads, split)
+    contenders = {"graphc": {"train": train, "infer": infer}}
     if use_torch:
         t = TorchSteps(name, program, train, feeds)
         contenders["torch"] = {"train": t.train, "infer": t.infer}
@@ -173,13 +188,97 @@ def compare_model(name: str, batch: int, steps: int, warmup: int, repeats: int, 
                 for who, steps_of in contenders.items():
                     settle(steps_of[kind])
                     runs[who][kind].append(batch / timed(steps_of[kind], steps))
+    if train.parallel is not None:
+        train.parallel.close()
     return {"model": name, "optimizer": f"{train.name}({', '.join(f'{k}={v}' for k, v in train.kwargs.items())})",
-            "runs": runs}
+            "runs": runs, "step": note}
+
+
+# ---- each system in a process of its own ----------------------------------------------------
+
+def serve(system: str, name: str, batch: int, threads: int, split: str) -> int:
+    """Answer timing requests on stdin ("train STEPS", "infer STEPS", "quit") with samples/s lines.
+
+    The process holds one system only: graphc never imports torch, torch runs
+    with graphc's initial weights (compiled here, never run by graphc).
+    """
+    retain_freed_memory()
+    if system == "torch":
+        import torch
+        torch.set_num_threads(threads)
+        program = compile_file(ROOT / "models" / f"{name}.nn")
+        feeds = random_feeds(program, batch, seed=0)
+        t = TorchSteps(name, program, TrainStep(program, feeds), feeds)
+        steps_of = {"train": t.train, "infer": t.infer}
+        print("ready torch", flush=True)
+    else:
+        _, train, infer, note, _ = graphc_steps(name, batch, threads, split)
+        steps_of = {"train": train, "infer": infer}
+        print(f"ready {note}", flush=True)
+    with blas_threads(threads), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for line in sys.stdin:
+            words = line.split()
+            if not words or words[0] == "quit":
+                break
+            kind, steps = words[0], int(words[1])
+            if len(words) > 2:                       # warm-up steps first
+                for _ in range(int(words[2])):
+                    steps_of[kind]()
+            settle(steps_of[kind], pause=0.0)
+            print(batch / timed(steps_of[kind], steps), flush=True)
+    return 0
+
+
+class Server:
+    """A `serve` process of one system, asked for one timed run at a time."""
+
+    def __init__(self, system: str, name: str, batch: int, threads: int, split: str):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.compare", "--serve", system, "--models", name, "--batch", str(batch),
+             "--threads", str(threads), "--split", split],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        self.ready = self.process.stdout.readline().strip()
+        if not self.ready.startswith("ready"):
+            raise SystemExit(f"the {system} process for {name} did not start: {self.ready!r}")
+
+    def run(self, kind: str, steps: int, warmup: int = 0) -> float:
+        self.process.stdin.write(f"{kind} {steps} {warmup}\n")
+        self.process.stdin.flush()
+        return float(self.process.stdout.readline())
+
+    def close(self) -> None:
+        self.process.stdin.write("quit\n")
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def compare_separate(name: str, batch: int, steps: int, warmup: int, repeats: int, use_torch: bool,
+                     threads: int, split: str = "auto") -> dict:
+    """Return samples/s of every timed run, each system in its own process, alternating runs."""
+    servers = {"graphc": Server("graphc", name, batch, threads, split)}
+    if use_torch:
+        servers["torch"] = Server("torch", name, batch, threads, split)
+    runs = {who: {"train": [], "infer": []} for who in servers}
+    try:
+        for kind in ("train", "infer"):
+            for server in servers.values():
+                server.run(kind, 1, warmup)
+            for _ in range(repeats):
+                for who, server in servers.items():
+                    time.sleep(0.25)            # the other process's pools go to sleep (see settle)
+                    runs[who][kind].append(server.run(kind, steps))
+    finally:
+        for server in servers.values():
+            server.close()
+    program = compile_file(ROOT / "models" / f"{name}.nn")
+    opt_name, kwargs = (program.graph.train["optimizer"].value if program.graph.train else ("sgd", {}))
+    return {"model": name, "optimizer": f"{opt_name}({', '.join(f'{k}={v}' for k, v in dict(kwargs).items())})",
+            "runs": runs, "step": servers["graphc"].ready.removeprefix("ready ")}
 
 
 def summarise(result: dict) -> dict:
     """Add medians, bests and graphc/torch ratios of the medians to a compare_model result."""
-    out = {"model": result["model"], "optimizer": result["optimizer"]}
+    out = {"model": result["model"], "optimizer": result["optimizer"], "step": result.get("step", "")}
     for who, kinds in result["runs"].items():
         for kind, values in kinds.items():
             out[f"{who}_{kind}_median"] = statistics.median(values)
@@ -251,10 +350,12 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def render(env: dict, rows: list[dict], compile_rows: dict | None) -> str:
-    lines = [f"graphc vs PyTorch — {env['date']}",
+def render(env: dict, rows: list[dict], compile_rows: dict | None, form: str = "one process, interleaved") -> str:
+    """Return the report: the comparison table (`form` says how it was timed), then compile speed."""
+    lines = [f"graphc vs PyTorch — {env['date']} — {form}",
              f"CPU: {env['cpu']} ({env['cpus']} logical CPUs); threads: {env['threads']}; "
              f"NumPy {env['numpy']}" + (f", PyTorch {env['torch']}" if env.get("torch") else ", PyTorch not available"),
+             f"load average before: {env.get('load', '?')}",
              f"batch {env['batch']}, float32; median of {env['repeats']} interleaved runs of {env['steps']} steps "
              f"(best in brackets); samples/s", ""]
     has_torch = env.get("torch") is not None
@@ -273,6 +374,7 @@ def render(env: dict, rows: list[dict], compile_rows: dict | None) -> str:
         if has_torch:
             line += f" {_cell(r, 'torch_infer'):>17} {r['infer_ratio']:>6.2f}"
         lines.append(line)
+    lines += [f"  {r['model']}: graphc {r['step']}" for r in rows if r.get("step")]
     if compile_rows:
         lines += ["", "compile speed: check_source (parse + build + infer), in process, median",
                   f"{'target':>8} {'nodes':>8} {'seconds':>9} {'us/node':>9}"]
@@ -293,11 +395,16 @@ def _cell(r: dict, key: str) -> str:
 def main(argv=None) -> int:
     retain_freed_memory()   # as `graphc run` and `graphc bench` do: freed step arrays stay in the heap
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeats", type=int, default=5, help="timed runs per model and contender (median)")
+    p.add_argument("--repeats", type=int, default=7, help="timed runs per model and contender (median)")
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--steps", type=int, default=None, help="steps per timed run (default: ~0.3 s worth)")
     p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--threads", type=int, default=None, help="BLAS/torch threads (default: the CPU count)")
+    p.add_argument("--threads", type=int, default=None, help="cores for each system (default: the CPU count)")
+    p.add_argument("--split", choices=["auto", "batch", "blas"], default="auto",
+                   help="graphc's cores run parts of the batch or BLAS threads (auto: as graphc run chooses)")
+    p.add_argument("--separate", action="store_true", help="each system in a process of its own, alternating")
+    p.add_argument("--both", action="store_true", help="one process, then separate processes: both tables")
+    p.add_argument("--serve", choices=["graphc", "torch"], help=argparse.SUPPRESS)
     p.add_argument("--models", default=",".join(MODELS), help="comma list of " + ", ".join(MODELS))
     p.add_argument("--no-torch", action="store_true", help="time graphc only")
     p.add_argument("--no-compile", action="store_true", help="skip the compile-speed measurements")
@@ -305,14 +412,18 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="1 repeat, 3 steps, small generated models (for tests)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = p.parse_args(argv)
+    threads = args.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    if args.serve:
+        return serve(args.serve, args.models, args.batch, threads, args.split)
     if args.quick:
         args.repeats, args.warmup = 1, 1
         args.steps = args.steps or 3
         args.sizes = "100,300"
-    threads = args.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    forms = ["one process"] * (not args.separate) + ["separate"] * (args.separate or args.both)
     torch = None
     if not args.no_torch:
         try:
+            # Imported in this process only to time it here (and for its version): --separate alone never runs it.
             import torch
             torch.set_num_threads(threads)
         except ImportError:
@@ -320,23 +431,32 @@ def main(argv=None) -> int:
     env = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": cpu_model(),
            "cpus": os.cpu_count(), "threads": threads, "numpy": np.__version__,
            "torch": torch.__version__ if torch else None, "batch": args.batch, "repeats": args.repeats,
-           "steps": args.steps or "auto", "python": platform.python_version()}
-    rows = []
-    with blas_threads(threads):
-        for name in [m.strip() for m in args.models.split(",") if m.strip()]:
-            steps = args.steps or {"mlp": 150, "lenet5": 30, "simple_convnet": 20}.get(name, 20)
-            env["steps"] = args.steps or "150 / 30 / 20 (mlp / lenet5 / simple_convnet)"
-            rows.append(summarise(compare_model(name, args.batch, steps, args.warmup, args.repeats,
-                                                torch is not None)))
-            print(f"  timed {name}", file=sys.stderr, flush=True)
+           "steps": args.steps or "auto", "python": platform.python_version(),
+           "load": " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"}
+    tables = {}
+    for form in forms:
+        rows = []
+        with blas_threads(threads):
+            for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+                steps = args.steps or {"mlp": 150, "lenet5": 30, "simple_convnet": 20}.get(name, 20)
+                env["steps"] = args.steps or "150 / 30 / 20 (mlp / lenet5 / simple_convnet)"
+                measure = compare_model if form == "one process" else compare_separate
+                rows.append(summarise(measure(name, args.batch, steps, args.warmup, args.repeats,
+                                              torch is not None, threads, args.split)))
+                print(f"  timed {name} ({form})", file=sys.stderr, flush=True)
+        tables[form] = rows
     compile_rows = None
     if not args.no_compile:
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
         compile_rows = compile_speed(sizes, repeats=1 if args.quick else 3,
                                      process_repeats=1 if args.quick else 5)
-    print(render(env, rows, compile_rows))
+    titles = {"one process": "one process, interleaved", "separate": "each system in its own process, alternating"}
+    texts = [render(env, rows, compile_rows if form == forms[-1] else None, titles[form])
+             for form, rows in tables.items()]
+    print("\n\n".join(texts))
     if args.json:
-        Path(args.json).write_text(json.dumps({"env": env, "models": rows, "compile": compile_rows}, indent=2))
+        Path(args.json).write_text(json.dumps({"env": env, "models": tables.get("one process", tables.get("separate")),
+                                               "forms": tables, "compile": compile_rows}, indent=2))
     return 0
 
 

@@ -39,7 +39,8 @@ def main() -> None:
     cfg = train_config(graph, epochs=args.epochs)
     program = Program(graph, seed=cfg.seed, init=cfg.init)
     data = TrainData.load(program, cfg, limit=args.limit)
-    trainer = Trainer(program, cfg, data, Path("/tmp/graphc-train-compare"))
+    # The step `graphc run --threads N` takes: each batch split across the threads.
+    trainer = Trainer(program, cfg, data, Path("/tmp/graphc-train-compare"), threads=args.threads)
 
     torch.set_num_threads(args.threads)
     net = torch_model(args.model)
@@ -53,7 +54,8 @@ def main() -> None:
     loss_fn = torch.nn.CrossEntropyLoss()
 
     print(f"{args.model}: {len(x):,} training samples, batch {cfg.batch}, {cfg.epochs} epochs, "
-          f"{args.threads} threads, torch {torch.__version__}")
+          f"{args.threads} threads (graphc: {'batch split in ' + str(trainer.parts) if trainer.parts > 1 else 'serial step'}), "
+          f"torch {torch.__version__}")
     print(f"{'epoch':>5}  {'graphc s':>9}  {'torch s':>8}  {'ratio':>6}  {'graphc acc':>10}  {'torch acc':>9}")
     g_times, t_times = [], []
     for epoch in range(cfg.epochs):
@@ -79,6 +81,8 @@ def main() -> None:
     print(f"median epoch: graphc {np.median(g_times):.1f} s, torch {np.median(t_times):.1f} s "
           f"(graphc/torch speed {np.median(t_times) / np.median(g_times):.2f}); "
           f"final test accuracy: graphc {100 * g_acc:.2f}%, torch {100 * t_acc:.2f}%")
+    print(f"total training seconds: graphc {sum(g_times):.1f}, torch {sum(t_times):.1f}")
+    trainer.close()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import numpy as np
 from graphc.diagnostics import GraphcError
 from graphc.program import Program as CoreProgram
 from graphc.program import check_file, check_source
+from graphc.search.study import SearchOptions
+from graphc.search.study import search as run_search
 from graphc.training.batching import TrainData
 from graphc.training.checkpoint import load_weights, save_weights
 from graphc.training.config import train_config
@@ -111,3 +113,17 @@ def _dataset_of(program, train_split: dict, test_split: dict | None) -> Dataset:
     x_train, y_train = pair(train_split, "training")
     x_test, y_test = pair(test_split, "test") if test_split is not None else (None, None)
     return Dataset(ARRAYS, x_train, y_train, x_test, y_test, num_classes=None)
+
+
+def search(path: str | Path, *, trials: int | None = None, out=None, storage: str | None = None,
+           study: str | None = None, sampler: str | None = None, model: str | None = None, data: str | None = None,
+           limit: int | None = None, epochs: int | None = None, settings=(), verbose: bool = False) -> dict:
+    """Run (or continue) the hyperparameter search of a `.nn` file with search spaces, as `graphc search` does.
+
+    Returns the summary: the study's name and storage, its trials counted by state, the best
+    trials (number, value, params) and the files written (best.nn, best-weights.npz, plots).
+    """
+    options = SearchOptions(Path(path), model=model, trials=trials, storage=storage, study=study,
+                            out=Path(out) if out is not None else None, data=data, limit=limit, epochs=epochs,
+                            sets=list(settings), sampler=sampler)
+    return run_search(options, say=(lambda line: print(line, flush=True)) if verbose else (lambda line: None))

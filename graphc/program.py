@@ -24,10 +24,11 @@ from graphc.compiler.gc_pause import no_cycle_collection
 from graphc.compiler.graph import Graph
 from graphc.compiler.infer import infer
 from graphc.compiler.lint import lint
-from graphc.compiler.plan import plan
+from graphc.compiler.plan import rewritten_plan
 from graphc.diagnostics import Diagnostic, Diagnostics, GraphcError
 from graphc.language import syntax as S
 from graphc.language.parse import parse_program
+from graphc.language.spaces import fill_written, find_spaces, unfilled_error
 from graphc.ops.init import initialise
 from graphc.runtime.execute import Executor
 from graphc.runtime.feeds import check_feeds
@@ -36,10 +37,24 @@ from graphc.tensor_type import num_elements
 from graphc.training.config import default_settings, resolve_train
 
 
-def check_file(path: str | Path, model: str | None = None) -> Graph:
-    """Return the typed graph of a file's model; raise GraphcError with every error found."""
+def check_file(path: str | Path, model: str | None = None, *, space_values: dict[str, str] | None = None) -> Graph:
+    """Return the typed graph of a file's model; raise GraphcError with every error found.
+
+    A file with search spaces needs a value for each (`space_values`: name -> its text,
+    from `graphc run --set NAME=VALUE`); without them it is a GraphcError saying how to
+    search or fix them (graphc/language/spaces.py).
+    """
     with no_cycle_collection():
-        return check_modules(parse_program(path), model)
+        modules = parse_program(path)
+        return check_modules(fill_spaces(modules, space_values or {}), model)
+
+
+def fill_spaces(modules, space_values: dict[str, str]):
+    """Return the modules with their search spaces filled from `space_values` (unchanged without spaces)."""
+    diagnostics = Diagnostics()
+    spaces = find_spaces(modules, diagnostics)
+    diagnostics.raise_if_errors()
+    return fill_written(modules, spaces, space_values) if spaces else modules
 
 
 def check_every_model(path: str | Path, model: str | None = None) -> list[Graph]:
@@ -77,10 +92,15 @@ def check_source(text: str, name: str = "<string>", model: str | None = None) ->
 def check_modules(modules, model: str | None = None) -> Graph:
     """Return the typed graph of parsed modules (build, train section, infer, lint); raise GraphcError on errors.
 
-    Warnings are returned in `graph.warnings`, never printed here.
+    Warnings are returned in `graph.warnings`, never printed here. Search spaces left
+    in the modules are an error (fill them first: `fill_spaces`, graphc/search).
     """
     with no_cycle_collection():
         diagnostics = Diagnostics()
+        spaces = find_spaces(modules, diagnostics)
+        diagnostics.raise_if_errors()
+        if spaces:
+            raise unfilled_error(spaces)
         graph = build(modules, diagnostics, model)
         if graph is not None:
             if graph.train_section is not None:
@@ -169,7 +189,7 @@ class Program:
         if checked:
             feeds, batch = self.check_feeds(feeds, need_labels=True)
         else:
-            batch = next(iter(feeds.values())).shape[0]
+            batch = next(iter(feeds.values())).shape[0] if feeds else 1   # no inputs: `data = none`
         executor = self.executor_for_backward(input_grads)
         values = executor.forward(feeds, self.params, self.state, train=train, rng=self.rng, batch=batch,
                                   profile=profile[0] if profile else None)
@@ -195,7 +215,8 @@ class Program:
         """Return (and cache) the executor of the plan for these nodes."""
         key = (wanted, backward, input_grads)
         if key not in self._executors:
-            schedule = plan(self.graph, list(wanted), backward=backward, input_grads=input_grads)
+            # Rewritten (compiler/rewrite.py) unless input gradients are asked for: those callers read intermediates.
+            schedule = rewritten_plan(self.graph, list(wanted), backward=backward, input_grads=input_grads)
             self._executors[key] = Executor(self.graph, schedule, self.dtype)
         return self._executors[key]
 

@@ -8,6 +8,9 @@ from paths import shared_datasets
 
 from graphc.training.idx import IDX_FILES
 
+# The PostgreSQL server fixtures (postgres_url_fixture, fresh_postgres_url), usable by name in every test.
+pytest_plugins = ["postgres_server"]
+
 
 def _has_idx(directory: Path) -> bool:
     return all((directory / f).is_file() or (directory / (f + ".gz")).is_file() for f in IDX_FILES)

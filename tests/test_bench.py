@@ -64,6 +64,30 @@ def test_compare_quick_prints_its_table():
     assert "python -m graphc check models/lenet5.nn" in out
 
 
+def test_compare_separate_times_each_system_in_its_own_process():
+    pytest.importorskip("torch")
+    done = subprocess.run([sys.executable, "-m", "bench.compare", "--quick", "--batch", "4", "--both",
+                           "--no-compile", "--models", "lenet5"],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "one process, interleaved" in out and "each system in its own process, alternating" in out
+    rows = [line for line in out.splitlines() if line.startswith("lenet5")]
+    assert len(rows) == 2 and all(len(row.split()) >= 8 for row in rows)
+    assert out.count("lenet5: graphc ") == 2       # how graphc's step ran, under each table
+
+
+def test_bench_says_how_the_step_runs_and_which_rewrites_apply(capsys):
+    assert main(["bench", str(MODELS / "lenet5.nn"), "--steps", "1", "--warmup", "0", "--repeats", "1",
+                 "--batch", "6", "--threads", "2", "--split", "batch"]) == 0
+    out = capsys.readouterr().out
+    assert "batch split across 2 threads" in out and "rewrite: relu after maxpool" in out
+    assert main(["bench", str(MODELS / "lenet5.nn"), "--steps", "1", "--warmup", "0", "--repeats", "1",
+                 "--batch", "6", "--threads", "2", "--split", "blas", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["parts"] == 1 and "serial step" in result["split_note"]
+
+
 def test_compare_without_torch_prints_graphc_only():
     done = subprocess.run([sys.executable, "-m", "bench.compare", "--quick", "--batch", "4",
                            "--no-torch", "--no-compile", "--models", "mlp"],

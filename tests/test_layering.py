@@ -33,6 +33,7 @@ LAYER_OF_PREFIX: dict[str, str] = {
     "graphc.program": "program",
     "graphc.training": "training",
     "graphc.training.config": "training.config",
+    "graphc.search": "search",   # hyperparameter search on Optuna: spaces filled in, trials run by the trainer
     "graphc.viz": "viz",
     "graphc.tools": "tools",
     "graphc.cli": "cli",
@@ -50,16 +51,17 @@ MAY_IMPORT: dict[str, set[str]] = {
     "training.config": _UP_TO_RUNTIME | {"training.config", "training"},
     "program": _UP_TO_RUNTIME | {"program", "training.config"},
     "training": _UP_TO_RUNTIME | {"program", "training.config", "training"},
+    "search": _UP_TO_RUNTIME | {"program", "training.config", "training", "search"},
     "viz": {"vocabulary", "language", "ops", "compiler", "viz"},
     "tools": _UP_TO_RUNTIME | {"program", "training.config", "training", "viz", "tools"},
-    "cli": _UP_TO_RUNTIME | {"program", "training.config", "training", "viz", "tools", "cli", "api"},
-    "api": _UP_TO_RUNTIME | {"program", "training.config", "training", "viz", "tools", "api"},
+    "cli": _UP_TO_RUNTIME | {"program", "training.config", "training", "search", "viz", "tools", "cli", "api"},
+    "api": _UP_TO_RUNTIME | {"program", "training.config", "training", "search", "viz", "tools", "api"},
 }
 
 # Third-party packages heavy or optional enough to be imported inside the function that needs them
 # (each such import carries a comment saying why). Everything else is imported at the top of the module.
 HEAVY_OPTIONAL = frozenset({"matplotlib", "torch", "onnx", "onnxruntime", "optuna", "sklearn", "tqdm", "rich",
-                            "threadpoolctl", "psycopg", "scipy"})
+                            "threadpoolctl", "psycopg", "scipy", "PIL"})
 
 MAX_LINES = 450
 

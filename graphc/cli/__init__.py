@@ -2,7 +2,7 @@
 
 Every subcommand is registered in `_parser` below; its handler (a function of
 the argparse namespace returning the exit status) lives in cli/commands.py
-(check, compile, gradcheck, fmt, ops, viz, bench), cli/run.py (run: train or
+(check, compile, gradcheck, fmt, ops, bench), cli/viz.py (viz), cli/run.py (run: train or
 evaluate once), cli/inspect.py (inspect) or cli/onnx_commands.py (export,
 import). Library functions elsewhere take values, never namespaces.
 
@@ -18,6 +18,7 @@ import importlib
 import sys
 import traceback
 
+from graphc.cli.plot_parser import add_plot_parser
 from graphc.diagnostics import GraphcError
 
 # Each command's handler, as (module, function). A handler's module is imported only when its command
@@ -30,11 +31,13 @@ HANDLERS = {
     "gradcheck": ("graphc.cli.commands", "gradcheck_command"),
     "fmt": ("graphc.cli.commands", "fmt_command"),
     "ops": ("graphc.cli.commands", "ops_command"),
-    "viz": ("graphc.cli.commands", "viz_command"),
+    "viz": ("graphc.cli.viz", "viz_command"),
     "inspect": ("graphc.cli.inspect", "inspect_command"),
     "export": ("graphc.cli.onnx_commands", "export_command"),
     "import": ("graphc.cli.onnx_commands", "import_command"),
     "bench": ("graphc.cli.commands", "bench_command"),
+    "search": ("graphc.cli.search", "search_command"),
+    "plot": ("graphc.cli.plot", "plot_command"),
 }
 
 INTERNAL_ERROR = 70   # EX_SOFTWARE from sysexits.h
@@ -107,6 +110,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="a value for an input: a number or a comma list")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a train setting, or one keyword of the optimizer (--set lr=0.1)")
+    c.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="one run per value, each as --set KEY=V, into <out>/KEY=V/ (repeat for a grid); "
+                        "e.g. --sweep \"init=normal(std=0.01),xavier,he\"")
+    c.add_argument("--trace", metavar="NAME[,NAME...]",
+                   help="record these (small) parameters before the first step and after every step "
+                        "(metrics.json \"trace\")")
     c.add_argument("--data", help="dataset name, or a directory holding its files")
     c.add_argument("--epochs", type=int)
     c.add_argument("--batch", type=int)
@@ -120,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--eval", action="store_true", help="evaluate only (no training)")
     c.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     c.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    c.add_argument("--threads", type=int, metavar="N",
+                   help="cores a training step uses (default: all): each batch is split across them "
+                        "(models with batchnorm give them to BLAS); --resume needs the same split")
     c.add_argument("--quiet", action="store_true", help="no progress lines or bars; the result is still printed")
 
     c = command("gradcheck", "numerical vs analytic gradients in float64")
@@ -150,12 +162,19 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--plan", action="store_true", help="number the steps in schedule order and show buffers")
     c.add_argument("--layout", choices=["auto", "dot", "graphc"], default="auto",
                    help="Graphviz dot (auto: when installed) or graphc's own layout")
+    c.add_argument("--feed", action="append", default=[], metavar="NAME=VALUE",
+                   help="run one pass and label every arrow with its value (and, with --backward, every "
+                        "gradient arrow with its gradient); inputs not fed are seeded random")
+    c.add_argument("--weights", help="with the numbers: load weights from a .npz file first")
+    c.add_argument("--seed", type=int, help="seed of the random inputs and initial weights (default 0)")
 
-    c = command("inspect", "activation histograms, first-layer filters, gradient magnitudes")
+    c = command("inspect", "activation histograms, first-layer filters, gradient magnitudes, decision regions")
     model_args(c)
     c.add_argument("--activations", action="store_true", help="a histogram per activation layer")
     c.add_argument("--filters", action="store_true", help="the first conv layer's filters")
     c.add_argument("--gradients", action="store_true", help="mean |gradient| of each layer's weight")
+    c.add_argument("--regions", action="store_true",
+                   help="the decision regions of a classifier with a 2-D input, the training points on top")
     c.add_argument("--eval-mode", action="store_true",
                    help="activations and gradients of the inference-mode model (running batchnorm statistics, "
                         "no dropout); default: training mode, what a training step sees and minimises")
@@ -179,6 +198,25 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", metavar="OUT.nn", help="the .nn file (default: the file with .nn); "
                    "the weights go next to it with .npz")
 
+    c = command("search", "hyperparameter search over the file's search spaces (Optuna)")
+    c.add_argument("file", nargs="?", help="a .nn file with search spaces")
+    c.add_argument("--model", help="which model, when the file defines several")
+    c.add_argument("--trials", type=int, help="trials in the whole study (default: the search section's, else 20)")
+    c.add_argument("--storage", metavar="URL", help="where the study lives: a journal file (default "
+                   "<out>/study.log), sqlite:///FILE, or postgresql://USER@HOST:PORT/DB to share it between machines")
+    c.add_argument("--study", metavar="NAME", help="the study's name (default: the model's)")
+    c.add_argument("--out", help="folder for the trials, best.nn and the plots (default runs/<model>-search)")
+    c.add_argument("--jobs", type=int, default=1, help="worker processes on this machine (default 1)")
+    c.add_argument("--sampler", choices=["tpe", "random", "grid", "cmaes"], help="override the search section's")
+    c.add_argument("--data", help="dataset name, or a directory holding its files")
+    c.add_argument("--epochs", type=int, help="override the train section's epochs in every trial")
+    c.add_argument("--limit", type=int, metavar="N", help="use the first N training samples in every trial")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a train setting in every trial")
+    c.add_argument("--report", metavar="DIR", help="print the best trials and redraw the plots of the study in DIR "
+                   "(or --storage/--study); trains nothing")
+    c.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
+
     c = command("bench", "train and inference samples/s at a batch size, with a per-node table")
     model_args(c)
     deny_warnings(c)
@@ -186,6 +224,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--steps", type=int, default=50, help="steps per timed run")
     c.add_argument("--warmup", type=int, default=10, help="untimed steps first")
     c.add_argument("--repeats", type=int, default=5, help="timed runs; the median counts")
-    c.add_argument("--threads", type=int, help="BLAS threads (default: leave as they are)")
+    c.add_argument("--threads", type=int, help="cores to use (default: all); see --split")
+    c.add_argument("--split", choices=["auto", "batch", "blas"], default="auto",
+                   help="the cores run parts of the batch (batch) or BLAS threads (blas); "
+                        "auto: split every model that splits exactly (not batchnorm)")
     c.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    add_plot_parser(sub)
     return p

@@ -1,4 +1,4 @@
-"""Command handlers that compile and report: check, compile, gradcheck, fmt, ops, viz, bench.
+"""Command handlers that compile and report: compile, gradcheck, fmt, ops, bench (viz: cli/viz.py).
 
 Each takes the argparse namespace, calls the library with plain values and
 prints; each returns the exit status.
@@ -22,7 +22,6 @@ from graphc.runtime.feeds import random_feeds
 from graphc.tools.bench import bench, render
 from graphc.tools.emit import emit
 from graphc.tools.gradcheck import FLOOR, check_options, gradcheck
-from graphc.viz import viz
 
 
 def compile_command(args) -> int:
@@ -78,15 +77,6 @@ def fmt_command(args) -> int:
     return 0
 
 
-def viz_command(args) -> int:
-    """`graphc viz`: draw the graph to the output file; return 0."""
-    graph = check_file(args.file, args.model)
-    warn(graph.warnings, args.deny_warnings)
-    how = viz(graph, args.output, backward=args.backward, numbered=args.plan, engine=args.layout)
-    print(f"wrote {args.output}" + (f" (laid out by {how})" if how in ("Graphviz dot", "graphc") else ""))
-    return 0
-
-
 def bench_command(args) -> int:
     """`graphc bench`: time training and inference steps; print the table (or JSON); return 0."""
     for name in ("batch", "steps", "repeats", "threads"):
@@ -100,7 +90,7 @@ def bench_command(args) -> int:
     graph = check_file(args.file, args.model)
     warn(graph.warnings, args.deny_warnings)
     result = bench(Program(graph), args.batch, steps=args.steps, warmup=args.warmup, repeats=args.repeats,
-                   threads=args.threads)
+                   threads=args.threads, split=args.split)
     print(json.dumps(result.to_json(), indent=2) if args.json else render(result))
     return 0
 

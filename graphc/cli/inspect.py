@@ -1,4 +1,5 @@
-"""`graphc inspect`: one batch through a model -> activation, filter and gradient statistics and a picture.
+"""`graphc inspect`: one batch through a model -> activation, filter and gradient statistics and a picture;
+with `--regions`, the decision regions of a classifier with a 2-D input (tools/regions.py).
 
 The batch is a dataset's first samples, or seeded standard-normal inputs
 (`--data random`, or a model without a train section); the weights are
@@ -10,10 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from graphc.diagnostics import GraphcError
 from graphc.program import Program, check_file
 from graphc.runtime.feeds import random_feeds
 from graphc.tools.inspection import activation_stats, activation_table, draw_panels, first_conv_filters, gradient_stats
+from graphc.tools.regions import check_plane_classifier, decision_regions, draw_regions, point_classes, predict_classes
 from graphc.training.batching import TrainData
 from graphc.training.checkpoint import load_weights
 from graphc.training.config import train_config
@@ -31,6 +35,8 @@ def inspect_command(args) -> int:
     program = Program(graph, seed=cfg.seed, init=cfg.init)
     if args.weights:
         load_weights(program, args.weights)
+    if getattr(args, "regions", False):
+        return regions_command(program, cfg, args, use_random)
     wanted = [k for k in ("activations", "filters", "gradients") if getattr(args, k)]
     if wanted == ["filters"]:
         # Filters are weights: drawing them needs no data (and must not download a dataset).
@@ -68,5 +74,35 @@ def inspect_command(args) -> int:
         panels.append(("gradients", grads))
     out = Path(args.output or f"{graph.model}-inspect.png")
     draw_panels(panels, out, title)
+    print(f"wrote {out}")
+    return 0
+
+
+def regions_command(program, cfg, args, use_random: bool) -> int:
+    """`graphc inspect --regions`: the classes a 2-D classifier predicts over the training points' range,
+    the points on top; print how many points it classifies right and write the picture; return 0."""
+    graph = program.graph
+    others = [f"--{k}" for k in ("activations", "filters", "gradients") if getattr(args, k)]
+    if others:
+        raise GraphcError(f"--regions draws its own picture; it does not go with {' and '.join(others)}",
+                          help="run graphc inspect twice, once with --regions")
+    name, _ = check_plane_classifier(graph)   # before loading data: a 784-input model is refused at once
+    points = labels = None
+    source = "no data: the unit square"
+    if not use_random:
+        data = TrainData.load(program, cfg, limit=args.batch)
+        points = data.train[name][:args.batch].reshape(-1, 2)
+        labels = data.train[graph.labels[0]][:args.batch] if graph.labels else None
+        source = f"{len(points)} training points of {data.name}"
+    regions = decision_regions(program, points)
+    truth = point_classes(graph, labels, len(points)) if points is not None else None
+    title = f"{graph.model}: " + (f"weights {args.weights}" if args.weights else f"init {format_call(*cfg.init)}")
+    print(f"{title}, {source}")
+    if truth is not None:
+        right = int(np.sum(predict_classes(program, points)[0] == truth))
+        print(f"training points on the side of their class: {right}/{len(points)}")
+        title += f"\n{right}/{len(points)} training points on their class's side"
+    out = Path(args.output or f"{graph.model}-regions.png")
+    draw_regions(regions, points, truth, out, title)
     print(f"wrote {out}")
     return 0

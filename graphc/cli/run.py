@@ -23,7 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from graphc.cli.check import warn
-from graphc.diagnostics import Diagnostic, GraphcError
+from graphc.cli.sweep import run_sweep
+from graphc.diagnostics import Diagnostic, Diagnostics, GraphcError
+from graphc.language.parse import parse_program
+from graphc.language.spaces import all_spaces, find_spaces
 from graphc.ops.kernels import retain_freed_memory
 from graphc.program import Program, check_file
 from graphc.runtime.execute import Executor, nonfinite_error
@@ -32,7 +35,7 @@ from graphc.tensor_type import CLASS
 from graphc.training.batching import TrainData
 from graphc.training.checkpoint import load_weights
 from graphc.training.config import train_config
-from graphc.training.metrics import evaluate_feeds, format_metrics
+from graphc.training.metrics import check_trace, evaluate_feeds, format_metrics
 from graphc.training.outdir import prepare_out_dir
 from graphc.training.trainer import train
 
@@ -41,7 +44,12 @@ def run_command(args) -> int:
     """`graphc run`: train (a train section, a loss and no --feed) or evaluate once; return 0."""
     # Large activation buffers are freed and reallocated every step: keep them in the heap.
     retain_freed_memory()
-    graph = check_file(args.file, args.model)
+    if getattr(args, "sweep", None):
+        # One run per value, each exactly `graphc run FILE --set KEY=V` into its own folder (cli/sweep.py).
+        return run_sweep(args, run_command, check_run)
+    # `--set NAME=VALUE` naming a search space of the file fixes that space; the others are train settings.
+    space_values, args.set = split_space_settings(args.file, args.set)
+    graph = check_file(args.file, args.model, space_values=space_values)
     warn(graph.warnings, args.deny_warnings)
     if graph.train is not None and not args.feed and graph.loss is not None:
         return run_training(graph, args)
@@ -56,6 +64,9 @@ def run_command(args) -> int:
                               span=graph.model_span, help="declare `loss = ...` to train it")
         # No train section: train with the defaults of every setting (see README, "Training").
         return run_training(graph, args)
+    if getattr(args, "trace", None):
+        raise GraphcError("--trace records parameters while training; this runs one pass and trains nothing",
+                          help="train (a train section and a loss, without --feed), or drop --trace")
     program = Program(graph, dtype=args.dtype, seed=args.seed)
     warn(program.warnings, args.deny_warnings)
     if args.weights:
@@ -74,11 +85,13 @@ def run_training(graph, args) -> int:
     if args.limit_test is not None and args.limit_test < 0:
         raise GraphcError(f"--limit-test must be at least 0, got {args.limit_test}",
                           help="--limit-test N evaluates the first N test samples (0: no test evaluation)")
+    threads = _threads(args)   # a bad --threads fails now, not after loading the data
     out = Path(args.out or os.path.join("runs", graph.model))
     if not args.eval:
         prepare_out_dir(out)   # a bad --out fails now, not after loading the data
     program = Program(graph, dtype=args.dtype, seed=cfg.seed, init=cfg.init)
     warn(program.warnings, args.deny_warnings)
+    traced = check_trace((getattr(args, "trace", None) or "").split(","), program.params)   # before the data loads
     weights = args.weights
     if args.eval and not weights:
         weights = out / "weights.npz"
@@ -101,12 +114,51 @@ def run_training(graph, args) -> int:
         return 0
     say = _say_until_reader_leaves()
     result = train(program, cfg, data, out, resume=args.resume, say=None if args.quiet else say,
-                   progress=not args.quiet)
+                   progress=not args.quiet, trace=traced,
+                   threads=threads)
     if args.quiet:
         # --quiet drops the progress, not the result.
         for line in result.summary():
             say(line)
     return 0
+
+
+def check_run(args):
+    """Return the graph `graphc run` would train with these options after checking it and its train
+    settings, without training (GraphcError as the run would give; a sweep checks every run first)."""
+    space_values, settings = split_space_settings(args.file, args.set)
+    graph = check_file(args.file, args.model, space_values=space_values)
+    if graph.loss is None:
+        raise GraphcError(f"`{graph.model}` has no loss, so nothing to train", span=graph.model_span,
+                          help="declare `loss = ...` to train it")
+    train_config(graph, settings, epochs=args.epochs, batch=args.batch, seed=args.seed, data=args.data)
+    return graph
+
+
+def split_space_settings(path, settings: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Return ({space name: value text} of the `--set` items that name a search space of the file,
+    the other `--set` items); a file that cannot be read yet keeps every item for later errors."""
+    try:
+        diagnostics = Diagnostics()
+        names = {s.name for s in all_spaces(find_spaces(parse_program(path), diagnostics))}
+    except GraphcError:
+        return {}, list(settings)
+    spaces, rest = {}, []
+    for item in settings:
+        key, sep, text = item.partition("=")
+        if sep and key.strip() in names:
+            spaces[key.strip()] = text
+        else:
+            rest.append(item)
+    return spaces, rest
+
+
+def _threads(args) -> int | None:
+    """Return --threads (None: not given); GraphcError when it is less than 1."""
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise GraphcError(f"--threads must be at least 1, got {threads}", help="e.g. --threads 2")
+    return threads
 
 
 def _say_until_reader_leaves():

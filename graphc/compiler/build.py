@@ -39,15 +39,19 @@ def build(modules: list[S.Module], diagnostics: Diagnostics, model: str | None =
         return None
     graph = Graph(chosen.name, model_span=chosen.name_span)
     builder = Builder(graph, blocks, diagnostics)
+    train = _section_for(modules[0], chosen, diagnostics, S.Train)
+    # `data = none` trains a loss over parameters only (the optimizer-path experiments): no inputs needed.
+    data_free = train is not None and any(s.key == "data" and isinstance(s.value, S.Name) and s.value.id == "none"
+                                          for s in train.settings)
     try:
-        builder.model(chosen)
+        builder.model(chosen, needs_inputs=not data_free)
     except RecursionError:
         # The parser bounds one expression's depth and `expand` the nesting of blocks, but
         # deep expressions inside many nested blocks could still exhaust Python's stack.
         diagnostics.error(f"model `{chosen.name}` nests blocks and expressions too deeply to build",
                           chosen.name_span, help="split deep expressions into several statements")
         return graph
-    train = _train_for(modules[0], chosen, diagnostics)
+    graph.search_section = _section_for(modules[0], chosen, diagnostics, S.Search)
     if train is not None:
         graph.train_section, graph.train_span = train, train.span
         if not any(getattr(s, "name", None) == "loss" for s in chosen.body):
@@ -101,22 +105,24 @@ def _choose_model(modules, wanted, diagnostics) -> S.Model | None:
     return None
 
 
-def _train_for(module, model, diagnostics) -> S.Train | None:
+def _section_for(module, model, diagnostics, kind) -> S.Train | S.Search | None:
+    """Return the model's `train` (or `search`: `kind`) section of the main file, None without one."""
+    word = "train" if kind is S.Train else "search"
     models = [i for i in module.items if isinstance(i, S.Model)]
     found = None
-    for t in (i for i in module.items if isinstance(i, S.Train)):
+    for t in (i for i in module.items if isinstance(i, kind)):
         if t.model is None and len(models) > 1:
-            diagnostics.error("this file has several models; say which one this train section is for",
-                              t.span, help="write `train NAME { ... }`")
+            diagnostics.error(f"this file has several models; say which one this {word} section is for",
+                              t.span, help=f"write `{word} NAME {{ ... }}`")
             continue
         if t.model is not None and t.model not in {m.name for m in models}:
-            diagnostics.error(f"train section for unknown model `{t.model}`", t.span,
+            diagnostics.error(f"{word} section for unknown model `{t.model}`", t.span,
                               help=did_you_mean(t.model, [m.name for m in models])
                               or "models in this file: " + (", ".join(m.name for m in models) or "none"))
             continue
         if t.model in (None, model.name):
             if found is not None:
-                diagnostics.error(f"model `{model.name}` has two train sections", t.span,
+                diagnostics.error(f"model `{model.name}` has two {word} sections", t.span,
                                   notes=[Note("the first is", found.span)], help="merge them into one")
                 continue
             found = t

@@ -57,12 +57,12 @@ class Builder(Evaluator):
         return candidate
 
     # ---- model and bodies --------------------------------------------------------
-    def model(self, model: S.Model) -> None:
-        """Build the nodes of a model's body, then check its interface (compiler/lint.py finds unused names)."""
+    def model(self, model: S.Model, *, needs_inputs: bool = True) -> None:
+        """Build a model's body, then check its interface (inputs unless `needs_inputs` is False: `data = none`)."""
         scope = Scope("", {}, (), "", ())
         self.body(model.body, scope, in_block=False)
         g = self.graph
-        if not g.inputs and not self.diagnostics.has_errors:
+        if needs_inputs and not g.inputs and not self.diagnostics.has_errors:
             self.error(f"model `{model.name}` has no inputs", model.name_span,
                        help="declare the data it reads, e.g. `input x: [784]`")
 

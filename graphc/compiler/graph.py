@@ -105,6 +105,7 @@ class Graph:
     train: dict[str, Setting] | None = None          # checked settings (training/config.resolve_train)
     train_span: Span | None = None
     train_section: object = None                     # the chosen syntax.Train (build), None without one
+    search_section: object = None                    # the chosen syntax.Search (build), None without one
     model_span: Span | None = None
     warnings: list[Diagnostic] = field(default_factory=list)
     # (node, "input" | "label" | "parameter" | "definition", the name's span): what compiler/lint.py checks is used

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 import networkx as nx
 
 from graphc.compiler.graph import Graph, Node
+from graphc.compiler.rewrite import rewrite, unused_outputs_rewrite
 from graphc.tensor_type import CLASS, TensorType, num_elements
 
 
@@ -67,6 +68,9 @@ class Plan:
     grad_targets: list[str]                 # params and float inputs that receive gradients
     fan_in: dict[str, int] = field(default_factory=dict)
     keep: list[str] = field(default_factory=list)   # values the caller wants back
+    rewrites: list[str] = field(default_factory=list)   # "rewrite: <what> (<why>)" lines (compiler/rewrite.py)
+    # The rewritten graph the steps name (None: the graph the plan was made from). Not serialised.
+    graph: Graph | None = field(default=None, repr=False, compare=False)
 
     def peak_bytes(self, batch: int, itemsize: int = 4) -> int:
         """Return the bytes all planned buffers take at a batch size."""
@@ -96,8 +100,8 @@ class Plan:
         return replace(self, forward=forward, buffers=buffers)
 
     def to_json(self) -> dict:
-        """Return the plan as JSON-ready data."""
-        return asdict(self)
+        """Return the plan as JSON-ready data (the rewritten graph left out: the rewrites name its changes)."""
+        return asdict(replace(self, graph=None))
 
     @classmethod
     def from_json(cls, data: dict) -> "Plan":
@@ -106,7 +110,8 @@ class Plan:
                    backward=[BackStep(**s) for s in data["backward"]],
                    buffers=[Buffer(**b) for b in data["buffers"]],
                    objective=data["objective"], grad_targets=list(data["grad_targets"]),
-                   fan_in=dict(data["fan_in"]), keep=list(data["keep"]))
+                   fan_in=dict(data["fan_in"]), keep=list(data["keep"]),
+                   rewrites=list(data.get("rewrites", [])))
 
 
 def plan(graph: Graph, wanted: list[str], *, backward: bool, input_grads: bool = True) -> Plan:
@@ -270,12 +275,42 @@ def _reuse_or_add(buffers: list[Buffer], free: list[int], elements: int, batched
     return chosen
 
 
-def compiled_plan(graph: Graph, backward: bool = True) -> Plan:
-    """Return the plan `graphc run` would execute.
+def rewritten_plan(graph: Graph, wanted: list[str], *, backward: bool, input_grads: bool = True) -> Plan:
+    """Return the plan of `wanted` after the graph rewrites (compiler/rewrite.py), listed in `rewrites`.
+
+    A training plan (backward without input gradients) computes only the
+    objective: outputs nothing downstream reads are left out. A plan that
+    reports input gradients (gradcheck, `gradients(intermediates=True)`) is
+    never rewritten: its callers read every intermediate gradient.
+    """
+    if backward and input_grads:
+        return plan(graph, wanted, backward=backward, input_grads=input_grads)
+    lines = []
+    if backward and graph.objective is not None:
+        dropped = [w for w in wanted if w != graph.objective and w not in _ancestors_of(graph, graph.objective)]
+        wanted = [w for w in wanted if w not in dropped]
+        unused = unused_outputs_rewrite(graph, dropped)
+        if unused is not None:
+            lines.append(unused.line())
+    keep = set(wanted) | ({graph.objective} if backward and graph.objective else set())
+    rewritten, done = rewrite(graph, keep)
+    schedule = plan(rewritten, wanted, backward=backward, input_grads=input_grads)
+    schedule.rewrites = lines + [r.line() for r in done]
+    schedule.graph = rewritten if rewritten is not graph else None
+    return schedule
+
+
+def _ancestors_of(graph: Graph, name: str) -> set[str]:
+    return nx.ancestors(graph.nx, name)
+
+
+def compiled_plan(graph: Graph, backward: bool = True, rewrites: bool = False) -> Plan:
+    """Return the plan `graphc run` would execute (with `rewrites`, after the graph rewrites).
 
     With a train section that is the training plan (no gradient of the data);
     without one, `run` also reports the gradients of the inputs.
     """
     wanted = list(graph.outputs.values()) + ([graph.loss] if graph.loss else [])
-    return plan(graph, wanted, backward=backward and graph.objective is not None,
+    make = rewritten_plan if rewrites else plan
+    return make(graph, wanted, backward=backward and graph.objective is not None,
                 input_grads=graph.train is None)

@@ -316,12 +316,13 @@ class _Printer:
             params = ", ".join(p.name if p.default is None else f"{p.name}={expr(p.default)}"
                                for p in item.params)
             return self.body(item, f"block {item.name}({params})", item.body, statement, comments)
-        if isinstance(item, S.Train):
+        if isinstance(item, (S.Train, S.Search)):
             width = max((len(s.key) for s in item.settings), default=0)
 
             def setting(s: S.Setting) -> str:
                 return f"{s.key.ljust(width)} = {expr(s.value)}"
-            header = "train" if item.model is None else f"train {item.model}"
+            word = "train" if isinstance(item, S.Train) else "search"
+            header = word if item.model is None else f"{word} {item.model}"
             return self.body(item, header, item.settings, setting, comments)
         raise TypeError(f"fmt: unknown item {type(item).__name__}")
 

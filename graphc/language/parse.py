@@ -42,7 +42,7 @@ def parse(source: SourceFile) -> S.Module:
     """Return the syntax tree of one file; raise GraphcError with every syntax error found.
 
     After a syntax error the parser skips to the next top-level item
-    (`model`, `block`, `train`, `include` at the start of a line), so each
+    (`model`, `block`, `train`, `search`, `include` at the start of a line), so each
     broken item is reported once. Not re-entrant; threads take turns (`_LOCK`).
     """
     with _LOCK:

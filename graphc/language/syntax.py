@@ -205,6 +205,14 @@ class Train:
 
 
 @dataclass(frozen=True)
+class Search:
+    """`search { settings }` or `search NAME { settings }`: the study's settings (graphc/search/settings.py)."""
+    model: str | None
+    settings: tuple[Setting, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
 class Include:
     """`include "path.nn"` (relative to the including file)."""
     path: str

@@ -22,7 +22,7 @@ _WORDS = {
     "NAME": "a name", "NUMBER": "a number", "INT_NUMBER": "a whole number", "STRING": "a string",
     "_NL": "a new line", "$END": "the end of the file", "COMMENT": "a comment",
 }
-_ITEM_START = re.compile(r"^(model|block|train|include)\b", re.M)
+_ITEM_START = re.compile(r"^(model|block|train|search|include)\b", re.M)
 
 
 def terminal_words(terminals) -> dict[str, str]:

@@ -141,6 +141,11 @@ class ToSyntax:
         settings = tuple(c for c in children if isinstance(c, S.Setting))
         return S.Train(model, settings, Span(self.source, children[0].start_pos, children[-1].end_pos))
 
+    def search(self, children):
+        model = children[1].value if children[1].type == "NAME" else None
+        settings = tuple(c for c in children if isinstance(c, S.Setting))
+        return S.Search(model, settings, Span(self.source, children[0].start_pos, children[-1].end_pos))
+
     def setting(self, children):
         key, _, value = children
         return self._statement(S.Setting(key.value, value, Span(self.source, key.start_pos, self._end(value)),

@@ -42,6 +42,8 @@ class Executor:
     """Runs one plan; buffers are allocated once per batch size and reused."""
 
     def __init__(self, graph: Graph, plan: Plan, dtype: np.dtype):
+        # A rewritten plan names the nodes of its own graph (compiler/rewrite.py): run that one.
+        graph = plan.graph if plan.graph is not None else graph
         self.graph, self.plan, self.dtype = graph, plan, np.dtype(dtype)
         needs = {b.node: tuple(b.needs) for b in plan.backward}
         self.steps = [_StepInfo(graph, s, needs.get(s.node, ())) for s in plan.forward]
@@ -138,7 +140,13 @@ class Executor:
 
 
 def nonfinite_error(graph: Graph, node: str, where: str) -> GraphcError:
-    """Return the error for a NaN/Inf first produced by `node`."""
+    """Return the error for a NaN/Inf first produced by `node`.
+
+    `node` may be a node a rewrite made (compiler/rewrite.py: `<pool>.pool`), which the
+    program's graph does not hold: the error then points at the node it was made from.
+    """
+    if node not in graph.nx:
+        node = node.rsplit(".", 1)[0] if node.rsplit(".", 1)[0] in graph.nx else graph.op_nodes()[0]
     record = graph.node(node)
     return GraphcError(f"`{node}` ({record.op_name}) produced NaN or Inf {where}", span=record.span,
                        notes=trace_notes(record),

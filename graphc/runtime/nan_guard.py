@@ -46,7 +46,7 @@ def first_nonfinite(graph: Graph, plan: Plan, dtype, *, feeds: dict, params: dic
     rng.bit_generator.state = rng_state
     # Running statistics are updated again by the replay; copies keep the model's own untouched.
     state = {k: v.copy() for k, v in state.items()}
-    batch = next(iter(feeds.values())).shape[0]
+    batch = next(iter(feeds.values())).shape[0] if feeds else 1   # no inputs: `data = none`
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         values = executor.forward(feeds, params, state, train=True, rng=rng, batch=batch)
     return executor.first_nonfinite(values)

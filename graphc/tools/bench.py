@@ -25,6 +25,7 @@ import numpy as np
 
 from graphc.program import Program
 from graphc.runtime.feeds import random_feeds as draw
+from graphc.runtime.parallel import ParallelStep, choose_parts, split_blocker
 from graphc.training.config import default_settings
 from graphc.training.optim import format_call, make_optimizer
 
@@ -61,6 +62,9 @@ class BenchResult:
     activation_bytes: int
     params: int
     flops_per_sample: int
+    parts: int = 1                     # the batch split across this many threads (1: serial step)
+    split_note: str = ""               # why the step is (not) split
+    rewrites: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -81,17 +85,24 @@ def optimizer_of(program: Program):
 
 
 class TrainStep:
-    """One training step as the trainer takes it: forward, loss, backward, optimizer update."""
+    """One training step as the trainer takes it: forward, loss, backward, optimizer update.
 
-    def __init__(self, program: Program, feeds: dict):
-        self.program, self.feeds = program, feeds
+    With `parallel` (a ParallelStep), forward and backward run on the batch split
+    across its threads; a profiled step is always the serial one.
+    """
+
+    def __init__(self, program: Program, feeds: dict, parallel: ParallelStep | None = None):
+        self.program, self.feeds, self.parallel = program, feeds, parallel
         self.name, self.kwargs, self.optimizer = optimizer_of(program)
         self.param_names = list(program.params)
 
     def __call__(self, profile=None) -> float | None:
         program = self.program
-        values, grads = program.forward_backward(self.feeds, train=True, checked=False,
-                                                 input_grads=False, profile=profile)
+        if self.parallel is not None and profile is None:
+            values, grads = self.parallel.forward_backward(self.feeds)
+        else:
+            values, grads = program.forward_backward(self.feeds, train=True, checked=False,
+                                                     input_grads=False, profile=profile)
         loss = program.loss_value(values) if program.graph.loss is not None else None
         started = time.perf_counter() if profile is not None else 0.0
         self.optimizer.step({p: grads[p] for p in self.param_names if p in grads})
@@ -101,19 +112,22 @@ class TrainStep:
 
 
 class InferStep:
-    """One inference step: the declared outputs in eval mode."""
+    """One inference step: the declared outputs in eval mode (split across `parallel`'s threads, if given)."""
 
-    def __init__(self, program: Program, feeds: dict):
-        self.program = program
+    def __init__(self, program: Program, feeds: dict, parallel: ParallelStep | None = None):
+        self.program, self.parallel = program, parallel
         graph = program.graph
         self.feeds = {k: v for k, v in feeds.items() if k in graph.inputs}
         wanted = tuple(graph.outputs.values()) or ((graph.loss,) if graph.loss else ())
         if not graph.outputs:
             self.feeds = feeds
+        self.wanted = wanted
         self.executor = program.executor(wanted, backward=False)
         self.batch = next(iter(feeds.values())).shape[0]
 
     def __call__(self, profile=None):
+        if self.parallel is not None and profile is None:
+            return self.parallel.forward(self.feeds, self.wanted)
         p = self.program
         return self.executor.forward(self.feeds, p.params, p.state, train=False, rng=p.rng,
                                      batch=self.batch, profile=profile)
@@ -144,15 +158,37 @@ def blas_threads(threads: int | None):
         yield
 
 
+def parallel_step(program: Program, threads: int | None, split: str = "auto") -> tuple[ParallelStep | None, str]:
+    """Return (the ParallelStep that splits the batch, or None for the serial step; why) for `threads`
+    cores and a split policy (runtime/parallel.choose_parts)."""
+    parts = choose_parts(program.graph, threads, split)
+    if parts > 1:
+        return ParallelStep(program, parts), f"batch split across {parts} threads, BLAS at 1 thread each"
+    blocker = split_blocker(program.graph)
+    if blocker is not None:
+        return None, f"serial step: {blocker}"
+    if split == "blas":
+        return None, "serial step (--split blas)"
+    return None, "serial step (one thread)"
+
+
 def bench(program: Program, batch: int = 100, *, steps: int = 50, warmup: int = 10, repeats: int = 5,
-          threads: int | None = None, profile_steps: int | None = None, seed: int = 0) -> BenchResult:
-    """Return the training and inference speed of a program at a batch size (see the module docstring)."""
+          threads: int | None = None, profile_steps: int | None = None, seed: int = 0,
+          split: str = "auto") -> BenchResult:
+    """Return the training and inference speed of a program at a batch size (see the module docstring).
+
+    `threads`: the cores to use (None: all); `split` (auto, batch, blas): whether they
+    run parts of the batch or BLAS threads (runtime/parallel.choose_parts).
+    """
     feeds = random_feeds(program, batch, seed)
+    parallel, note = parallel_step(program, threads, split)
     with blas_threads(threads), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        train = TrainStep(program, feeds)
-        infer = InferStep(program, feeds)
+        train = TrainStep(program, feeds, parallel)
+        infer = InferStep(program, feeds, parallel)
         train_runs = time_runs(train, steps, repeats, warmup)
         infer_runs = time_runs(infer, steps, repeats, warmup)
+        if parallel is not None:
+            parallel.close()
         # The per-node table: separate, profiled steps (never mixed into the numbers above).
         n = profile_steps or max(1, min(steps, 20))
         fwd, bwd = {}, {}
@@ -163,7 +199,7 @@ def bench(program: Program, batch: int = 100, *, steps: int = 50, warmup: int = 
                 for s in plan.forward]
     train_s, infer_s = statistics.median(train_runs), statistics.median(infer_runs)
     graph = program.graph
-    flops = sum(graph.node(s.node).flops for s in plan.forward)
+    flops = sum((plan.graph or graph).node(s.node).flops for s in plan.forward)
     return BenchResult(
         model=graph.model, batch=batch, steps=steps, repeats=repeats, threads=threads,
         optimizer=format_call(train.name, train.kwargs),
@@ -173,7 +209,8 @@ def bench(program: Program, batch: int = 100, *, steps: int = 50, warmup: int = 
         per_node=per_node, optimizer_ms=1e3 * bwd.get("<optimizer>", 0.0) / n,
         peak_bytes=plan.peak_bytes(batch, program.dtype.itemsize),
         activation_bytes=plan.activation_bytes(batch, program.dtype.itemsize),
-        params=sum(int(v.size) for v in program.params.values()), flops_per_sample=flops)
+        params=sum(int(v.size) for v in program.params.values()), flops_per_sample=flops,
+        parts=parallel.parts if parallel is not None else 1, split_note=note, rewrites=list(plan.rewrites))
 
 
 def render(result: BenchResult) -> str:
@@ -181,14 +218,16 @@ def render(result: BenchResult) -> str:
     r = result
     lines = [f"{r.model}: batch {r.batch}, {r.optimizer}, {r.params:,} parameters, "
              f"{r.flops_per_sample / 1e6:.2f} MFLOP/sample forward"
-             + (f", {r.threads} BLAS threads" if r.threads else ""),
+             + (f", {r.threads} threads" if r.threads else ""),
+             *([f"  {r.split_note}"] if r.split_note else []),
              f"  train      {r.train_samples_per_s:>10,.0f} samples/s   {r.train_ms_per_step:8.3f} ms/step"
              f"   (median of {r.repeats} x {r.steps} steps; runs {_spread(r.train_runs)})",
              f"  inference  {r.infer_samples_per_s:>10,.0f} samples/s   {r.infer_ms_per_step:8.3f} ms/step"
              f"   (runs {_spread(r.infer_runs)})",
              f"  peak buffer memory {_bytes(r.peak_bytes)} (without reuse {_bytes(r.activation_bytes)})",
+             *[f"  {line}" for line in r.rewrites],
              "",
-             "per node, ms per training step (profiled separately):"]
+             "per node, ms per training step (the serial step, profiled separately):"]
     width = max([len(n.node) for n in r.per_node] + [8])
     lines.append(f"  {'node'.ljust(width)}  {'op':<14} {'forward':>9} {'backward':>9} {'total':>9}")
     total_f = total_b = 0.0

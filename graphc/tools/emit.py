@@ -18,13 +18,14 @@ from graphc.viz.scene import build_scene
 
 
 def emit(graph: Graph, form: str, backward: bool = True) -> str:
-    """Return the compiled plan as `plan` text, `json` or `dot`."""
-    p = compiled_plan(graph, backward)
+    """Return the compiled plan as `plan` text or `json`, after the graph rewrites (compiler/rewrite.py),
+    or as `dot`: the graph as written (as `graphc viz` draws it), numbered in the unrewritten plan's order."""
+    if form == "dot":
+        return plan_dot(graph, compiled_plan(graph, backward))
+    p = compiled_plan(graph, backward, rewrites=True)
     if form == "json":
         return json.dumps({"model": graph.model, "plan": p.to_json()}, indent=1)
-    if form == "dot":
-        return plan_dot(graph, p)
-    return plan_text(graph, p)
+    return plan_text(p.graph or graph, p)
 
 
 def _shape(graph: Graph, name: str) -> str:
@@ -34,7 +35,10 @@ def _shape(graph: Graph, name: str) -> str:
 
 def plan_text(graph: Graph, p: Plan, batch: int = 100) -> str:
     """Return both schedules as readable text."""
-    lines = [f"model {graph.model}", "", "forward schedule:"]
+    lines = [f"model {graph.model}", ""]
+    if p.rewrites:
+        lines += [*p.rewrites, ""]
+    lines.append("forward schedule:")
     width = max([len(s.node) for s in p.forward] + [4])
     for s in p.forward:
         args = ", ".join(f"{a} {_shape(graph, a)}" for a in s.inputs)

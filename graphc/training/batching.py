@@ -232,7 +232,8 @@ def feed_batches(feeds: dict[str, np.ndarray], batch_size: int, *, shuffle: bool
     if len(counts) > 1:
         raise GraphcError(f"the arrays have different numbers of samples: {sorted(counts)}",
                           help="every input and label needs one row per sample")
-    n = counts.pop() if counts else 0
+    # No arrays at all: a model without inputs (`data = none`) takes one step per pass, on an empty batch.
+    n = counts.pop() if counts else 1
     order = rng.permutation(n) if shuffle else None
     stop = n - n % batch_size if drop_last else n
 

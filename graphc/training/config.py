@@ -46,12 +46,14 @@ TRAIN_KEYS = {
     "seed": "the random seed, a whole number",
     "early_stop": "stop after this many epochs without a better validation loss (0 = never)",
     "scale": "input scaling: unit (to [0, 1]) or standard (zero mean, unit variance)",
+    "eval_samples": "how many of the first training and test samples to evaluate after each epoch "
+                    "(cheap curves; 0 = off), a whole number >= 0",
 }
 # The value of every setting a train section does not write. Named calls keep only what
 # was written: `sgd` takes its lr (0.01) from its signature, as `optimizer = sgd` does.
 DEFAULTS = {"batch": 32, "epochs": 1, "optimizer": ("sgd", {}), "init": ("he", {}),
             "weight_decay": 0.0, "l1": 0.0, "schedule": ("constant", {}), "validation": 0.0,
-            "seed": 0, "early_stop": 0, "scale": "unit"}
+            "seed": 0, "early_stop": 0, "scale": "unit", "eval_samples": 0}
 # Settings written as a named call, with the noun for messages and the signature checker.
 _NAMED_CALLS = {"optimizer": ("optimizer", check_optimizer), "schedule": ("schedule", check_schedule),
                 "init": ("initialiser", check_initialiser)}
@@ -76,6 +78,7 @@ _ACCEPTS = {
     "l1": lambda v: _number(v) and v >= 0,
     "validation": lambda v: _number(v) and 0 <= v < 1,
     "scale": lambda v: v in ("unit", "standard"),
+    "eval_samples": lambda v: _whole(v) and v >= 0,
 }
 
 
@@ -162,6 +165,8 @@ class TrainConfig:
     scale: str
     # The folder a relative `data` path written in a train section is read from: the .nn file's, like `include`.
     data_root: str | None = None
+    # Measurement only (the weights do not depend on it): not in the fingerprint, so a resumed run may change it.
+    eval_samples: int = 0
 
     def fingerprint(self) -> dict:
         """Return the settings that must match for a checkpoint to be resumed."""
@@ -205,7 +210,7 @@ def train_config(graph, overrides: list[str] = (), *, epochs=None, batch=None, s
                        optimizer=values["optimizer"], init=values["init"],
                        weight_decay=values["weight_decay"], l1=values["l1"], schedule=values["schedule"],
                        validation=values["validation"], seed=values["seed"], early_stop=values["early_stop"],
-                       scale=values["scale"], data_root=data_root)
+                       scale=values["scale"], data_root=data_root, eval_samples=values.get("eval_samples", 0))
 
 
 def _override(item: str, evaluator: Evaluator, optimizer: tuple[str, dict]) -> tuple[str, object]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from graphc.diagnostics import GraphcError, did_you_mean
 from graphc.tensor_type import CLASS
 
 # loss op -> the cut applied to its prediction (None: the argmax over classes)
@@ -203,3 +204,64 @@ def best_epoch(history: list[dict]) -> int | None:
     """Return the epoch with the lowest validation loss (the first of equals; early stopping's choice), or None."""
     val = [(r["val_loss"], r["epoch"]) for r in history if "val_loss" in r]
     return min(val, key=lambda le: le[0])[1] if val else None
+
+
+# ---- per-step parameter traces (`graphc run --trace x,y`) and per-epoch sample evaluations ----------
+
+MAX_TRACE_ELEMENTS = 64   # a traced tensor is written once per step: small ones only
+
+
+def check_trace(names, params: dict) -> tuple[str, ...]:
+    """Return the parameter names to trace, checked: each must name a parameter of <= MAX_TRACE_ELEMENTS
+    elements (GraphcError otherwise, naming the parameters there are)."""
+    names = tuple(dict.fromkeys(n.strip() for n in names if n.strip()))
+    for name in names:
+        if name not in params:
+            small = [p for p, a in params.items() if a.size <= MAX_TRACE_ELEMENTS]
+            raise GraphcError(f"--trace {name}: the model has no parameter `{name}`",
+                              help=did_you_mean(name, params) or
+                              ("parameters small enough to trace: " + ", ".join(small) if small
+                               else "the model has no parameter small enough to trace"))
+        if params[name].size > MAX_TRACE_ELEMENTS:
+            raise GraphcError(f"--trace {name}: `{name}` has {params[name].size:,} elements "
+                              f"(shape {list(params[name].shape)}); only tensors of at most "
+                              f"{MAX_TRACE_ELEMENTS} elements are traced",
+                              help="trace a scalar or a small parameter (a bias, a 2-D point), "
+                                   "or read the weights from weights.npz after the run")
+    return names
+
+
+def trace_values(names, params: dict) -> dict:
+    """Return {name: value} of the traced parameters now: a float for a scalar, else a flat list of floats."""
+    return {name: (float(params[name]) if params[name].ndim == 0 else
+                   [float(v) for v in params[name].reshape(-1)]) for name in names}
+
+
+def trace_from_history(history: list[dict]) -> dict:
+    """Return {name: [value before the first step, after step 1, ...]} from the epoch records'
+    `trace_start` (the first record) and `trace` (each epoch's values after every step); {} untraced."""
+    trace: dict[str, list] = {}
+    for record in history:
+        for name, value in record.get("trace_start", {}).items():
+            trace[name] = [value]
+        for name, values in record.get("trace", {}).items():
+            trace.setdefault(name, []).extend(values)
+    return trace
+
+
+def sample_metrics(program, train: dict | None, test: dict | None, samples: int) -> dict:
+    """Return the `eval_samples` record of an epoch: sample_train_loss/_acc on the first `samples` training
+    samples and sample_test_loss/_acc on the first `samples` test samples, in inference mode (accuracy for
+    classifiers only; a split that is absent or empty is left out). {} when `samples` is 0."""
+    record = {}
+    if not samples:
+        return record
+    for split, feeds in (("train", train), ("test", test)):
+        if not feeds:
+            continue
+        measured = evaluate_feeds(program, {name: a[:samples] for name, a in feeds.items()})
+        if "loss" in measured:
+            record[f"sample_{split}_loss"] = measured["loss"]
+        if "accuracy" in measured:
+            record[f"sample_{split}_acc"] = measured["accuracy"]
+    return record

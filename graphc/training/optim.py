@@ -1,17 +1,13 @@
 """Optimizers and per-epoch learning-rate schedules, following PyTorch's update formulas.
 
-Input: the model's parameter arrays (name -> float32/float64 ndarray), then one
-gradient dict per step. Output: the parameters updated in place, a flat dict of
-state arrays for checkpoints, and lr-per-epoch functions for schedules.
-
-Each update reproduces the single-tensor (CPU, ``foreach=False``) code path of
-``torch.optim`` with ``weight_decay=0``: weight decay is the trainer's job,
-because it applies L1/L2 only to weights.
-
-Each optimizer and schedule has one signature (OPTIMIZERS, SCHEDULES): its
-keywords, their defaults and the values they accept. `graphc check` checks a
-train section against them (training/config.py) and `make_optimizer` /
-`make_schedule` check Python API calls with the same checker and messages.
+Input: the model's parameter arrays (name -> float32/float64 ndarray), then one gradient dict per
+step. Output: the parameters updated in place, a flat dict of state arrays for checkpoints, and
+lr-per-epoch functions for schedules. Each update reproduces the single-tensor (CPU, foreach=False)
+path of torch.optim with weight_decay=0 (weight decay is the trainer's job: L1/L2 on weights only);
+where the textbook (Deep Learning from Scratch) differs, the class docstring says how to get its form.
+Each optimizer and schedule has one signature (OPTIMIZERS, SCHEDULES): its keywords, their defaults
+and the values they accept. `graphc check` checks a train section against them (training/config.py)
+and `make_optimizer` / `make_schedule` check Python API calls with the same checker and messages.
 """
 from __future__ import annotations
 
@@ -125,7 +121,9 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """torch.optim.SGD: plain, momentum (with dampening) and Nesterov."""
+    """torch.optim.SGD: plain, momentum (with dampening) and Nesterov. The textbook's momentum,
+    v = momentum*v - lr*g; p += v, gives the same points at a constant lr (v = -lr*buf); under a
+    schedule torch applies the new lr to the whole buffer, the book only to the new gradient."""
 
     prefix = "sgd"
 
@@ -157,7 +155,8 @@ class SGD(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """torch.optim.Adagrad: clr = lr / (1 + (step-1)*lr_decay); p -= clr * g / (sqrt(sum) + eps)."""
+    """torch.optim.Adagrad: clr = lr / (1 + (step-1)*lr_decay); p -= clr * g / (sqrt(sum) + eps).
+    The textbook's is the same with eps = 1e-7 (torch: 1e-10): `adagrad(eps=1e-7)` reproduces it."""
 
     prefix = "adagrad"
 
@@ -222,7 +221,12 @@ class RMSprop(Optimizer):
 
 
 class Adam(Optimizer):
-    """torch.optim.Adam (non-capturable path), optionally AMSGrad."""
+    """torch.optim.Adam (non-capturable path), optionally AMSGrad.
+
+    torch adds eps to the bias-corrected sqrt(v / (1 - beta2^t)); `eps_hat=true` adds it to the raw sqrt(v):
+    Kingma & Ba's efficient form p -= lr*sqrt(1-beta2^t)/(1-beta1^t) * m/(sqrt(v) + eps), Keras's and the
+    textbook's (ch. 6, eps 1e-7): `adam(eps=1e-7, eps_hat=true)` reproduces the book.
+    """
 
     prefix = "adam"
 
@@ -250,7 +254,8 @@ class Adam(Optimizer):
         # The same step with bc2 multiplied through, one pass fewer:
         # p -= (lr/bc1 * sqrt(bc2)) * m / (sqrt(v) + eps * sqrt(bc2)).
         np.sqrt(v, out=t)
-        t += h["eps"] * bc2_sqrt
+        # eps_hat: eps on the uncorrected sqrt(v) (Kingma & Ba's efficient form, the textbook's).
+        t += h["eps"] if h.get("eps_hat") else h["eps"] * bc2_sqrt
         np.divide(m, t, out=t)
         t *= -step_size * bc2_sqrt
         p += t
@@ -320,7 +325,8 @@ OPTIMIZERS: dict[str, tuple[type[Optimizer], Signature]] = {
         Keyword("lr", 1e-2, NON_NEGATIVE), Keyword("alpha", 0.99, FRACTION), Keyword("eps", 1e-8, NON_NEGATIVE),
         Keyword("momentum", 0.0, NON_NEGATIVE), Keyword("centered", False, FLAG)), hints=_TORCH_HABITS)),
     # beta = 1 would divide by 1 - beta**t = 0: betas lie in [0, 1).
-    "adam": (Adam, Signature("adam", _ADAM_KEYWORDS, hints=_TORCH_HABITS)),
+    # eps_hat (adam only): eps added to the uncorrected sqrt(v), the textbook's and Keras's form.
+    "adam": (Adam, Signature("adam", (*_ADAM_KEYWORDS, Keyword("eps_hat", False, FLAG)), hints=_TORCH_HABITS)),
     # torch.optim.AdamW's defaults: weight_decay=0.01 (decoupled: not an L2 term in the gradient).
     "adamw": (AdamW, Signature("adamw", (*_ADAM_KEYWORDS[:4], Keyword("weight_decay", 1e-2, NON_NEGATIVE),
                                          _ADAM_KEYWORDS[4]), hints=_TORCH_HABITS)),

@@ -22,6 +22,7 @@ from graphc.diagnostics import GraphcError
 from graphc.ops.kernels import retain_freed_memory
 from graphc.program import Program
 from graphc.runtime.nan_guard import check_step
+from graphc.runtime.parallel import close_step, training_step
 from graphc.training.batching import TrainData, feed_batches
 from graphc.training.checkpoint import (
     CHECKPOINT,
@@ -37,12 +38,17 @@ from graphc.training.curves import plot_curves
 from graphc.training.metrics import (
     Tally,
     best_epoch,
+    check_trace,
     classifiers,
     epoch_line,
     evaluate_feeds,
     evaluate_split,  # noqa: F401  (re-exported: cli/run.py and bench/ import it from here)
     format_metrics,
     progress_bar,
+    sample_metrics,
+    trace_from_history,
+    trace_values,
+    value_nodes,
 )
 from graphc.training.optim import make_optimizer, make_schedule
 from graphc.training.outdir import out_dir_lock, prepare_out_dir
@@ -70,12 +76,13 @@ class TrainResult:
     best_epoch: int | None = None
     test_best: dict = field(default_factory=dict)
     samples: dict = field(default_factory=dict)
+    source: str | None = None   # the .nn file's absolute path, so tools (plot, inspect) can recompile the model
 
     def to_json(self) -> dict:
         """Return the contents of metrics.json."""
         return {"model": self.model, "data": self.data, "settings": self.settings, "parameters": self.parameters,
                 "samples": self.samples, "epochs": self.history, "best_epoch": self.best_epoch, "test": self.test,
-                "test_best": self.test_best}
+                "test_best": self.test_best, "source": self.source, "trace": trace_from_history(self.history)}
 
     def summary(self) -> list[str]:
         """Return the lines that state the run's result: the test metrics, or the last epoch's without a test split."""
@@ -101,7 +108,9 @@ def _split_of(record: dict, prefix: str) -> dict:
 
 
 def train(program: Program, config: TrainConfig, data: TrainData, out_dir, *, resume: bool = False,
-          say: Callable[[str], None] | None = None, progress: bool = False) -> TrainResult:
+          say: Callable[[str], None] | None = None, progress: bool = False,
+          on_epoch: Callable[[dict], None] | None = None, trace=(), threads: int | None = None,
+          checkpoints: bool = True) -> TrainResult:
     """Train `program` in place and write its files to `out_dir`; return the TrainResult.
 
     With `resume`, continue from the checkpoint in `out_dir` (GraphcError when
@@ -109,21 +118,42 @@ def train(program: Program, config: TrainConfig, data: TrainData, out_dir, *, re
     (None: silent): the sample counts, one line per epoch (at most ~20) with
     its learning rate, and the result (`TrainResult.summary`). `progress` shows
     bars for the training batches and the evaluations when stderr is a terminal (tqdm).
+    `on_epoch` receives each epoch's record at its end (a hyperparameter
+    search reports it to the pruner there; an exception it raises ends the run, files kept).
+    `trace` names small parameters whose values are recorded before the first step and after
+    every step (metrics.json "trace"; GraphcError for an unknown or too large parameter).
+    `threads`: the cores a step uses (None: all); each batch is split across them
+    when the model allows it exactly (runtime/parallel.py), else they go to BLAS. `checkpoints=False` writes
+    the checkpoint only at the end (a search trial is retried whole, never resumed: it saves the
+    per-epoch writes, which cost a tenth of a small trial on a busy disk).
     """
     out = prepare_out_dir(out_dir)
     # One run per folder: two would write checkpoints over each other.
     with out_dir_lock(out):
-        trainer = Trainer(program, config, data, out, say=say, progress=progress)
-        if resume:
-            trainer.resume()
-        return trainer.fit()
+        trainer = Trainer(program, config, data, out, say=say, progress=progress, on_epoch=on_epoch, trace=trace,
+                          threads=threads)
+        trainer.checkpoints = checkpoints
+        try:
+            if resume:
+                trainer.resume()
+            return trainer.fit()
+        finally:
+            trainer.close()
 
 
 class Trainer:
     """The loop: shuffled mini-batches, optimizer steps, per-epoch metrics and checkpoints."""
 
     def __init__(self, program: Program, cfg: TrainConfig, data: TrainData, out: Path, *,
-                 say: Callable[[str], None] | None = None, progress: bool = False):
+                 say: Callable[[str], None] | None = None, progress: bool = False,
+                 on_epoch: Callable[[dict], None] | None = None, trace=(), threads: int | None = None):
+        self.on_epoch = on_epoch
+        self.checkpoints = True   # False: only the last epoch's (see `train`)
+        # forward + backward of a batch: serial, or split across threads (runtime/parallel.py);
+        # the split reads back the values accuracy is counted on.
+        self.parts, self.step = training_step(program, threads,
+                                              gather=tuple(value_nodes(program.graph, classifiers(program.graph))))
+        self.trace = check_trace(trace, program.params)
         self.program, self.cfg, self.data, self.out = program, cfg, data, Path(out)
         retain_freed_memory()   # every step frees and re-allocates the same large arrays: keep them in the heap
         self.say = say or (lambda text: None)
@@ -141,7 +171,13 @@ class Trainer:
         """Return the settings a checkpoint must match to be resumed: the train settings, the dtype and
         the --limit (absent when there is none, so checkpoints from before it was recorded still match)."""
         limit = {"limit": self.data.limit} if self.data.limit is not None else {}
-        return {**self.cfg.fingerprint(), "dtype": str(self.program.dtype), **limit}
+        # A split batch sums its gradients in another order: a resume must split it the same way.
+        parts = {"threads": self.parts} if self.parts > 1 else {}
+        return {**self.cfg.fingerprint(), "dtype": str(self.program.dtype), **limit, **parts}
+
+    def close(self) -> None:
+        """End the threads of a split training step (nothing to do for a serial one); returns None."""
+        close_step(self.step)
 
     def save_checkpoint(self, epoch: int) -> None:
         """Write the checkpoint after `epoch` epochs (atomically); returns None."""
@@ -185,9 +221,12 @@ class Trainer:
                 save_weights(program, self.out / "best.npz", {"epoch": record["epoch"]})
             stop = "val_loss" in record and self.early.stopped
             # A checkpoint per epoch, but at most one a second: fsync dominates tiny epochs.
-            if stop or epoch + 1 == cfg.epochs or time.perf_counter() - last_save >= 1.0:
+            due = self.checkpoints and time.perf_counter() - last_save >= 1.0
+            if stop or epoch + 1 == cfg.epochs or due:
                 self.save_checkpoint(epoch + 1)
                 last_save = time.perf_counter()
+            if self.on_epoch is not None:
+                self.on_epoch(record)
             if stop:
                 self.say(f"early stop: no better validation loss for {cfg.early_stop} epochs")
                 break
@@ -197,7 +236,7 @@ class Trainer:
         test_best = self.evaluate_best() if test and best is not None and best != last else {}
         save_weights(program, self.out / "weights.npz", {"epochs": len(self.history)})
         result = TrainResult(program.graph.model, data.name, jsonable(self.fingerprint()), n_params, self.history,
-                             test, self.out, best, test_best, samples)
+                             test, self.out, best, test_best, samples, source=_source_path(program))
         for line in result.summary():
             self.say(line)
         write_json_atomic(self.out / "metrics.json", result.to_json())
@@ -236,22 +275,26 @@ class Trainer:
         tally = Tally(classifiers(graph))
         plan = program.executor_for_backward(input_grads=False).plan
         total_loss, seen, step_loss = 0.0, 0, []
+        traced = {name: [] for name in self.trace}   # each traced parameter after every step
+        start_values = trace_values(self.trace, program.params) if self.trace and epoch == 0 else None
         started = time.perf_counter()
         bar = (progress_bar(data.size("train"), f"epoch {epoch + 1}/{cfg.epochs}", {"lr": f"{self.optimizer.lr:.3g}"})
                if self.progress else None)
         for step, feeds in enumerate(feed_batches(data.train, cfg.batch, shuffle=True, rng=order_rng)):
-            rows = len(next(iter(feeds.values())))
+            rows = len(next(iter(feeds.values()))) if feeds else 1   # no inputs (`data = none`): one "sample"
             rng_state = program.rng.bit_generator.state   # to replay this step's dropout noise on NaN
             # NumPy's overflow/invalid warnings would only repeat, less clearly, what the NaN guard says.
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                values, grads = program.forward_backward(feeds, train=True, checked=False, input_grads=False)
+                values, grads = self.step(feeds)
             loss = program.loss_value(values)
-            check_step(graph, plan, program.dtype, feeds=feeds, params=program.params, state=program.state,
+            check_step(plan.graph or graph, plan, program.dtype, feeds=feeds, params=program.params, state=program.state,
                        rng_state=rng_state, loss=loss, grads=grads, where=f"in epoch {epoch + 1}, step {step + 1}")
             add_weight_penalties(grads, program.params, self.decayed, weight_decay=cfg.weight_decay, l1=cfg.l1)
             with np.errstate(over="ignore", invalid="ignore"):   # check_params says it better
                 self.optimizer.step({p: grads[p] for p in program.params if p in grads})
             check_params(program.params, where=f"in epoch {epoch + 1}, step {step + 1}")
+            for name, value in trace_values(self.trace, program.params).items():
+                traced[name].append(value)
             total_loss += loss * rows
             seen += rows
             step_loss.append(loss)   # one float a step: the per-iteration curve
@@ -272,7 +315,21 @@ class Trainer:
         record["step_loss"] = mean_of_groups(step_loss, every)
         if every > 1:
             record["steps_per_point"] = every
+        # The textbook's evaluate_sample_num_per_epoch: cheap per-epoch curves on the first N samples.
+        record.update(sample_metrics(program, data.train, data.test, cfg.eval_samples))
+        if self.trace:
+            # Kept in the epoch records (not beside them) so a resumed run's trace is whole.
+            if start_values is not None:
+                record["trace_start"] = start_values
+            record["trace"] = traced
         return record
+
+
+def _source_path(program) -> str | None:
+    """Return the absolute path of the .nn file the program was compiled from (None: compiled from a string)."""
+    span = program.graph.model_span
+    path = span.source.path if span is not None else None
+    return str(Path(path).resolve()) if path and Path(path).is_file() else None
 
 
 def mean_of_groups(values: list[float], size: int) -> list[float]:

@@ -28,13 +28,15 @@ FORMATS = (".svg", ".png", ".pdf", ".dot", ".html")
 
 
 def viz(graph: Graph, path: str | Path, *, backward: bool = False, numbered: bool = False,
-        engine: str = "auto") -> str:
+        engine: str = "auto", values: dict | None = None, edge_grads: dict | None = None,
+        grads: dict | None = None) -> str:
     """Draw the compiled plan of `graph` into `path`; return what laid it out.
 
     The format follows the extension (.svg .png .pdf .dot .html). `engine`
     "auto" uses Graphviz `dot` when it is on PATH, else graphc's own layout;
     "dot" and "graphc" force one. Returns "Graphviz dot" or "graphc" for a
-    picture, "dot" or "html" for text.
+    picture, "dot" or "html" for text. `values`, `edge_grads` and `grads` (one pass's numbers:
+    tools/edge_values.py) label the arrows with the values and gradients they carry (scene.build_scene).
     """
     path = Path(path)
     ext = path.suffix.lower()
@@ -47,7 +49,8 @@ def viz(graph: Graph, path: str | Path, *, backward: bool = False, numbered: boo
                                                       "or drop --backward")
     if not path.parent.is_dir():
         raise GraphcError(f"cannot write `{path}`: directory `{path.parent}` does not exist")
-    scene = build_scene(graph, compiled_plan(graph, backward=True), backward=backward, numbered=numbered)
+    scene = build_scene(graph, compiled_plan(graph, backward=True), backward=backward, numbered=numbered,
+                        values=values, edge_grads=edge_grads, grads=grads)
     if ext == ".html":
         _write(path, html_page(scene).encode())
         return "html"

@@ -219,7 +219,8 @@ def _dot_node(v: VNode) -> str:
 def _dot_edge(e: VEdge, ids: dict[str, str] | None = None) -> str:
     """Return an edge statement between the nodes' DOT ids (`ids`; graphc names when None)."""
     if e.kind == "grad":
-        label = "\n".join(textwrap.wrap(e.label, 30, break_on_hyphens=False, break_long_words=False)) if e.label else ""
+        label = "\n".join(textwrap.wrap(e.label, 30, break_on_hyphens=False, break_long_words=False)
+                          + ([e.value] if e.value else []))
         attrs = [f"id={_q(f'grad:{e.step}:{e.src}->{e.dst}')}", "style=dashed", f'color="{GRAD_COLOUR}"',
                  f'fontcolor="{GRAD_COLOUR}"', "constraint=false", "fontsize=8", "arrowsize=0.6",
                  f"label={_q(label)}"]

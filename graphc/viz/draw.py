@@ -154,7 +154,8 @@ def _draw_grad(ax, e, arc) -> None:
     if e.label:
         left = anchor[0] < start[0] - 0.01
         centred = " " not in e.label and anchor[0] < end[0]
-        ax.text(anchor[0], anchor[1], _wrap(e.label), fontsize=7, color=GRAD_COLOUR,
+        ax.text(anchor[0], anchor[1], _wrap(e.label) + (f"\n{e.value}" if e.value else ""), fontsize=7,
+                color=GRAD_COLOUR,
                 ha="center" if centred else ("right" if left else "left"), va="center", zorder=6,
                 bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.5})
 

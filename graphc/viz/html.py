@@ -101,6 +101,7 @@ def _grad_svg(lay, e, small: bool) -> str:
         label, anchor = e.label, "start" if side > 0 else "end"
         lx, ly = 0.25 * a[0] + 0.5 * c[0] + 0.25 * b[0] + side * 0.04, 0.25 * a[1] + 0.5 * c[1] + 0.25 * b[1]
     lines = textwrap.wrap(label, 34, break_on_hyphens=False, break_long_words=False) if label else []
+    lines += [e.value] if e.value else []
     y0 = ly * PX + 3 - (len(lines) - 1) * 5.5
     text = (f'<text x="{lx * PX:.1f}" y="{y0:.1f}" text-anchor="{anchor}">'
             + "".join(f'<tspan x="{lx * PX:.1f}" dy="{0 if k == 0 else 11}">{_t(s)}</tspan>' for k, s in enumerate(lines))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from graphc.compiler.graph import Graph
 from graphc.compiler.plan import Plan
 from graphc.ops import REQUIRED, OpDef, literal
@@ -47,6 +49,7 @@ class VEdge:
     label: str
     kind: str                   # "data", "param" or "grad"
     step: int | None = None     # the backward step, for grad edges
+    value: str = ""             # with --feed: the gradient a grad edge carries (forward edges show theirs as label)
 
 
 @dataclass
@@ -71,8 +74,14 @@ class Scene:
     numbered: bool
 
 
-def build_scene(graph: Graph, p: Plan, *, backward: bool, numbered: bool) -> Scene:
-    """Return the boxes, arrows and clusters of a plan (with its backward steps if asked)."""
+def build_scene(graph: Graph, p: Plan, *, backward: bool, numbered: bool, values: dict | None = None,
+                edge_grads: dict | None = None, grads: dict | None = None) -> Scene:
+    """Return the boxes, arrows and clusters of a plan (with its backward steps if asked).
+
+    With `values` (node -> array), every forward arrow is labelled with the value it carries; with
+    `edge_grads` ((node, target) -> array), every gradient arrow with the gradient it carries, and with
+    `grads` (value -> array) a fan-in box with the sum (`format_value` writes the numbers).
+    """
     nodes: dict[str, VNode] = {}
     for s in p.forward:
         nodes[s.node] = _step_node(graph, p, s, numbered)
@@ -83,6 +92,8 @@ def build_scene(graph: Graph, p: Plan, *, backward: bool, numbered: bool) -> Sce
     edges = _forward_edges(graph, p, nodes)
     if backward:
         edges += _backward_edges(p, nodes)
+    if values is not None or edge_grads is not None:
+        _label_numbers(edges, nodes, p, values or {}, edge_grads or {}, grads or {})
     families = {v.family for v in nodes.values()}
     return Scene(title=_title(graph, backward, numbered), nodes=list(nodes.values()), edges=edges,
                  clusters=_clusters(graph, nodes), legend=_legend(families, backward),
@@ -160,6 +171,36 @@ def _backward_edges(p: Plan, nodes: dict[str, VNode]) -> list[VEdge]:
     if p.objective in nodes:
         nodes[p.objective].note = "∇ starts here"
     return edges
+
+
+def format_value(value) -> str:
+    """Return a value as an arrow shows it: `-4` for one number, `[0.1, -2, 3]` for up to six, else
+    `[4, 100] mean 0.0123` (its shape and mean)."""
+    a = np.asarray(value, dtype=np.float64)
+    if a.size == 1:
+        return f"{float(a.reshape(-1)[0]):.4g}"
+    if a.size <= 6:
+        return "[" + ", ".join(f"{v:.3g}" for v in a.reshape(-1)) + "]"
+    return f"{format_shape(a.shape)} mean {a.mean():.3g}"
+
+
+def _label_numbers(edges: list[VEdge], nodes: dict[str, VNode], p: Plan, values: dict, edge_grads: dict,
+                   grads: dict) -> None:
+    """Put the numbers of one pass on the arrows (micrograd's picture); returns None. Forward arrows show
+    the value they carry instead of its type (the box above says the type)."""
+    for e in edges:
+        if e.kind != "grad" and e.src in values:
+            e.label = format_value(values[e.src])
+        elif e.kind == "grad" and (e.src, e.dst) in edge_grads:
+            e.value = "grad " + format_value(edge_grads[(e.src, e.dst)])
+    # A value no arrow leaves (the outputs, the loss) shows its number in its box.
+    feeding = {e.src for e in edges if e.kind != "grad"}
+    for name, v in nodes.items():
+        if name not in feeding and name in values:
+            v.lines.append("= " + format_value(values[name]))
+    for t, n in p.fan_in.items():
+        if n > 1 and t in nodes and t in grads:
+            nodes[t].note = f"Σ of {n} gradients = {format_value(grads[t])}"
 
 
 def _title(graph: Graph, backward: bool, numbered: bool) -> str:
