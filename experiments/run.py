@@ -257,7 +257,7 @@ def e6(g: Gallery) -> dict:
     scales = [E6_SCALES[i] for i in (2, 7, 12)] if g.quick else E6_SCALES
     sizes = ["--epochs", 10] if g.quick else []
     finals: dict[str, list] = {}
-    folders = []
+    by_scale: dict[float, list] = {w: [] for w in scales}   # panels in the book's order: scale 1 first
     for name in ("plain", "batchnorm"):
         finals[name] = []
         for w in scales:
@@ -268,7 +268,8 @@ def e6(g: Gallery) -> dict:
                             "--set", f"init=normal(std={w:g})", *sizes, "--out", folder, may_fail=True)
             diverged = done is None and not (folder / "metrics.json").is_file()
             finals[name].append(0.0 if diverged else metrics(folder)["epochs"][-1]["sample_train_acc"])
-            folders += [] if diverged else [folder]
+            by_scale[w] += [] if diverged else [folder]
+    folders = [folder for w in scales for folder in by_scale[w]]
     g.graphc("plot", *folders, "--grid", "--metric", "acc", "--split", "sample_train", "-o", g.figure("e6_batchnorm.png"),
              "--title", "training accuracy (1,000 images) with and without batch norm, per weight scale")
     better = sum(b > p for p, b in zip(finals["plain"], finals["batchnorm"]))

@@ -9,6 +9,7 @@ training step sees and minimises) unless `--eval-mode` asks for inference mode.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ def inspect_command(args) -> int:
         wanted = ["activations", "gradients"] + (["filters"] if first_conv_filters(program) else [])
     init = format_call(*cfg.init)
     mode = "eval mode" if args.eval_mode else "training mode"
-    title = (f"{graph.model}: " + (f"weights {args.weights}" if args.weights else f"init {init}")
+    title = (f"{graph.model}: " + (f"weights {os.path.basename(args.weights)}" if args.weights else f"init {init}")
              + f", {source}" + (f", {mode}" if {"activations", "gradients"} & set(wanted) else ""))
     panels = []
     print(title)
@@ -96,7 +97,8 @@ def regions_command(program, cfg, args, use_random: bool) -> int:
         source = f"{len(points)} training points of {data.name}"
     regions = decision_regions(program, points)
     truth = point_classes(graph, labels, len(points)) if points is not None else None
-    title = f"{graph.model}: " + (f"weights {args.weights}" if args.weights else f"init {format_call(*cfg.init)}")
+    shown = f"weights {os.path.basename(args.weights)}" if args.weights else f"init {format_call(*cfg.init)}"
+    title = f"{graph.model}: {shown}"
     print(f"{title}, {source}")
     if truth is not None:
         right = int(np.sum(predict_classes(program, points)[0] == truth))
