@@ -9,7 +9,7 @@ from pathlib import Path
 
 from graphc.diagnostics import Diagnostics, GraphcError
 from graphc.language.parse import parse_program
-from graphc.language.spaces import find_spaces
+from graphc.language.spaces import all_spaces, find_spaces
 from graphc.search.report import finish_study
 from graphc.search.settings import SearchConfig
 from graphc.search.storage import open_storage
@@ -62,7 +62,8 @@ def report_command(args) -> int:
     if source.is_file():
         modules = parse_program(source)
         spaces = find_spaces(modules, Diagnostics())
-    finish_study(study, modules if spaces else None, spaces, config, out, shown, lambda line: print(line, flush=True))
+    finish_study(study, modules if spaces else None, spaces, config, out, shown, lambda line: print(line, flush=True),
+                 order=[s.name for s in all_spaces(spaces)])
     return 0
 
 

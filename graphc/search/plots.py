@@ -12,6 +12,7 @@ solid and training curves dashed, one panel each.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -144,7 +145,10 @@ def _importances(study, complete: list) -> tuple[dict[str, float] | None, str]:
         return None, (f"parameter importances need at least 2 completed trials with varying parameters "
                       f"(have {len(complete)} completed, {len(varying)} varying parameters)")
     try:
-        return optuna.importance.get_param_importances(study), ""
+        with warnings.catch_warnings():
+            # Few trials per branch of a conditional space: Optuna warns per parameter; the figure says n.
+            warnings.simplefilter("ignore", UserWarning)
+            return optuna.importance.get_param_importances(study), ""
     except (ValueError, RuntimeError, ZeroDivisionError) as e:   # Optuna's own "cannot evaluate" cases
         return None, f"Optuna could not compute parameter importances: {e}"
 
