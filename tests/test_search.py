@@ -112,7 +112,8 @@ def test_report_redraws_from_the_storage_alone(tmp_path):
 
 
 def test_a_killed_search_resumes_and_retries_the_killed_trial(tmp_path):
-    nn = write_model(tmp_path, epochs=30)
+    # Long enough trials (a few seconds each) that the kill lands inside one on a quiet machine too.
+    nn = write_model(tmp_path, epochs=300)
     nn.write_text(nn.read_text().replace("trials = 4", "trials = 3"))
     out = tmp_path / "k"
     argv = [sys.executable, "-m", "graphc", "search", str(nn), "--out", str(out), "--limit", "600"]
@@ -123,7 +124,7 @@ def test_a_killed_search_resumes_and_retries_the_killed_trial(tmp_path):
     while not trial_dir.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert trial_dir.exists(), "trial 1 never started"
-    time.sleep(0.5)
+    time.sleep(0.2)
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
     assert not (trial_dir / "metrics.json").exists()

@@ -56,12 +56,12 @@ def test_three_workers_complete_exactly_the_requested_trials(tmp_path, fresh_pos
 
 def test_a_killed_worker_s_trial_is_retried_by_another(tmp_path, fresh_postgres_url):
     nn = tmp_path / "tiny.nn"
-    nn.write_text(MODEL.replace("EPOCHS", "40"))
+    nn.write_text(MODEL.replace("EPOCHS", "400"))   # trials of seconds: the kill lands inside one
     doomed = worker(nn, fresh_postgres_url, tmp_path / "doomed", 3, start_new_session=True)
     deadline = time.monotonic() + 180
     while not list((tmp_path / "doomed" / "trials").glob("trial-*")) and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.5)
+    time.sleep(0.2)
     os.killpg(doomed.pid, signal.SIGKILL)
     doomed.communicate()
     survivor = worker(nn, fresh_postgres_url, tmp_path / "survivor", 3)

@@ -24,11 +24,12 @@ import numpy as np
 
 from graphc.cli.check import warn
 from graphc.cli.sweep import run_sweep
+from graphc.compiler.gc_pause import no_cycle_collection
 from graphc.diagnostics import Diagnostic, Diagnostics, GraphcError
 from graphc.language.parse import parse_program
 from graphc.language.spaces import all_spaces, find_spaces
 from graphc.ops.kernels import retain_freed_memory
-from graphc.program import Program, check_file
+from graphc.program import Program, check_modules, fill_spaces
 from graphc.runtime.execute import Executor, nonfinite_error
 from graphc.runtime.feeds import random_feeds
 from graphc.tensor_type import CLASS
@@ -47,9 +48,7 @@ def run_command(args) -> int:
     if getattr(args, "sweep", None):
         # One run per value, each exactly `graphc run FILE --set KEY=V` into its own folder (cli/sweep.py).
         return run_sweep(args, run_command, check_run)
-    # `--set NAME=VALUE` naming a search space of the file fixes that space; the others are train settings.
-    space_values, args.set = split_space_settings(args.file, args.set)
-    graph = check_file(args.file, args.model, space_values=space_values)
+    graph, args.set = check_with_spaces(args.file, args.model, args.set)
     warn(graph.warnings, args.deny_warnings)
     if graph.train is not None and not args.feed and graph.loss is not None:
         return run_training(graph, args)
@@ -126,8 +125,7 @@ def run_training(graph, args) -> int:
 def check_run(args):
     """Return the graph `graphc run` would train with these options after checking it and its train
     settings, without training (GraphcError as the run would give; a sweep checks every run first)."""
-    space_values, settings = split_space_settings(args.file, args.set)
-    graph = check_file(args.file, args.model, space_values=space_values)
+    graph, settings = check_with_spaces(args.file, args.model, args.set)
     if graph.loss is None:
         raise GraphcError(f"`{graph.model}` has no loss, so nothing to train", span=graph.model_span,
                           help="declare `loss = ...` to train it")
@@ -135,22 +133,24 @@ def check_run(args):
     return graph
 
 
-def split_space_settings(path, settings: list[str]) -> tuple[dict[str, str], list[str]]:
-    """Return ({space name: value text} of the `--set` items that name a search space of the file,
-    the other `--set` items); a file that cannot be read yet keeps every item for later errors."""
-    try:
+def check_with_spaces(path, model: str | None, settings: list[str]) -> tuple[object, list[str]]:
+    """Return (the file's typed graph, the `--set` items that are train settings).
+
+    A `--set NAME=VALUE` naming a search space of the file fixes that space (program.fill_spaces);
+    the file is parsed once for both. GraphcError as `check_file` gives.
+    """
+    with no_cycle_collection():
+        modules = parse_program(path)
         diagnostics = Diagnostics()
-        names = {s.name for s in all_spaces(find_spaces(parse_program(path), diagnostics))}
-    except GraphcError:
-        return {}, list(settings)
-    spaces, rest = {}, []
-    for item in settings:
-        key, sep, text = item.partition("=")
-        if sep and key.strip() in names:
-            spaces[key.strip()] = text
-        else:
-            rest.append(item)
-    return spaces, rest
+        names = {s.name for s in all_spaces(find_spaces(modules, diagnostics))}
+        spaces, rest = {}, []
+        for item in settings:
+            key, sep, text = item.partition("=")
+            if sep and key.strip() in names:
+                spaces[key.strip()] = text
+            else:
+                rest.append(item)
+        return check_modules(fill_spaces(modules, spaces), model), rest
 
 
 def _threads(args) -> int | None:

@@ -17,6 +17,7 @@ from typing import Callable
 from graphc.language import syntax as S
 from graphc.language.fmt import format_module
 from graphc.language.spaces import Space, fill
+from graphc.search.plots import best_trials as ranked_trials
 from graphc.search.plots import draw_search_plots
 from graphc.training.checkpoint import atomic_write
 
@@ -63,10 +64,9 @@ def _show(v) -> str:
     return str(v)
 
 
-def best_trials(study, n: int = BEST_SHOWN) -> list:
-    """Return the `n` best completed trials, best first."""
-    done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.value is not None]
-    return sorted(done, key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")[:n]
+def best_completed(study, n: int = BEST_SHOWN) -> list:
+    """Return the `n` best completed trials, best first (the plots' ranking, pruned trials left out)."""
+    return [t for t in ranked_trials(study, len(study.trials)) if t.state.name == "COMPLETE"][:n]
 
 
 def finish_study(study, modules, spaces: list[Space], config, out: Path, shown: str,
@@ -80,7 +80,7 @@ def finish_study(study, modules, spaces: list[Space], config, out: Path, shown: 
     for t in trials:
         counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
     say(f"study `{study.study_name}` ({shown}): " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-    best = best_trials(study)
+    best = best_completed(study)
     summary = {"study": study.study_name, "storage": shown, "counts": counts,
                "best": [{"number": t.number, "value": t.value, "params": t.params} for t in best], "files": []}
     if not best:

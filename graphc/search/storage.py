@@ -57,6 +57,8 @@ def open_storage(url: str | None, out: Path):
                                      grace_period=GRACE_SECONDS,
                                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
                                      engine_kwargs={"pool_pre_ping": True})
+        except GraphcError:
+            raise   # the schema lock could not connect: already said in words
         except ImportError as error:
             raise GraphcError(f"--storage {_hide_password(url)}: {error}",
                               help="pip install 'graphc[search]' (psycopg)") from None

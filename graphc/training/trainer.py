@@ -131,8 +131,7 @@ def train(program: Program, config: TrainConfig, data: TrainData, out_dir, *, re
     # One run per folder: two would write checkpoints over each other.
     with out_dir_lock(out):
         trainer = Trainer(program, config, data, out, say=say, progress=progress, on_epoch=on_epoch, trace=trace,
-                          threads=threads)
-        trainer.checkpoints = checkpoints
+                          threads=threads, checkpoints=checkpoints)
         try:
             if resume:
                 trainer.resume()
@@ -146,9 +145,10 @@ class Trainer:
 
     def __init__(self, program: Program, cfg: TrainConfig, data: TrainData, out: Path, *,
                  say: Callable[[str], None] | None = None, progress: bool = False,
-                 on_epoch: Callable[[dict], None] | None = None, trace=(), threads: int | None = None):
+                 on_epoch: Callable[[dict], None] | None = None, trace=(), threads: int | None = None,
+                 checkpoints: bool = True):
         self.on_epoch = on_epoch
-        self.checkpoints = True   # False: only the last epoch's (see `train`)
+        self.checkpoints = checkpoints   # False: only the last epoch's (see `train`)
         # forward + backward of a batch: serial, or split across threads (runtime/parallel.py);
         # the split reads back the values accuracy is counted on.
         self.parts, self.step = training_step(program, threads,
